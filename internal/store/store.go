@@ -1,0 +1,176 @@
+// Package store defines where sealpostd keeps accounts, tokens, sealed
+// messages, delivery reports and wrapped data keys, and the guarantees every
+// backend gives. The embedded SQLite backend lives in store/sqlite; every
+// backend must pass the conformance suite in store/storetest.
+//
+// Life cycle of a message in the store: Submit writes it durably (status
+// enqueued) and only then returns; the delivery scheduler lists Pending
+// messages per recipient in submission order, records each attempt before
+// making it (RecordAttempt), and finally either MarkDelivered (sealed text
+// deleted, a "delivered" report queued for the sender, in one transaction)
+// or ExpireDue (status expired, sealed text deleted, a "failed" report queued).
+// The status row stays so the sender and the operator can see the fate.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sealpost/sealpost/message"
+)
+
+// Errors returned by Store methods. Any other error is a temporary failure of
+// the backend (disk, connection): the caller must assume nothing was written.
+var (
+	// ErrNotFound: no such account, token, message or key.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists: the account already exists.
+	ErrExists = errors.New("store: already exists")
+	// ErrMailboxFull: the recipient already has the maximum number of
+	// pending messages; nothing was written.
+	ErrMailboxFull = errors.New("store: recipient mailbox full")
+)
+
+// Account is a user of the server.
+type Account struct {
+	Name string
+	// PasswordHash is the argon2id hash (PHC string) used for HTTP Basic.
+	PasswordHash string
+	// SIPSecrets holds the sealed digest HA1 values (MD5 and SHA-256 of
+	// name:realm:password) used to verify SIP digest authentication. They
+	// are password-equivalent for SIP, so they are stored sealed.
+	SIPSecrets []byte
+	CreatedAt  time.Time
+}
+
+// Token is a bearer token. Only the SHA-256 hash of the token is stored.
+type Token struct {
+	Hash      []byte
+	Account   string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Message is one stored message. Sealed and KeyPeriod are empty once the
+// message is delivered or expired.
+type Message struct {
+	ID          string         // chosen by the sending client; unique per sender
+	From, To    string         // account names
+	Seq         int64          // assigned by the store at Submit; orders messages
+	Sealed      []byte         // AEAD ciphertext of the text (see package seal)
+	KeyPeriod   int64          // which data key sealed it
+	Status      message.Status // enqueued, delivered or expired
+	SubmittedAt time.Time
+	ExpiresAt   time.Time
+	DeliveredAt time.Time // zero unless delivered
+
+	// Delivery bookkeeping, written before each attempt.
+	Attempts    int
+	NextAttempt time.Time // zero: as soon as the recipient is online
+	LastError   string
+}
+
+// Report is a delivery report waiting to be forwarded to the sender of a
+// message: Status is message.Delivered or message.Expired.
+type Report struct {
+	Seq         int64  // assigned by the store; orders reports
+	To          string // the account that sent the original message
+	MessageID   string
+	Recipient   string // the account the original message was for
+	Status      message.Status
+	At          time.Time // when it was delivered or expired
+	ExpiresAt   time.Time // reports wait as long as messages do
+	Attempts    int
+	NextAttempt time.Time
+}
+
+// MessageFilter selects messages for the operator's listing.
+type MessageFilter struct {
+	Account string         // From or To equals it; empty for all
+	Status  message.Status // empty for all
+	Limit   int            // 0 for a default of 100
+}
+
+// Store is implemented by every storage backend. All methods are safe for
+// concurrent use. A method that returns nil has made its write durable (the
+// transaction is committed and synced), unless its doc says otherwise.
+type Store interface {
+	// CreateAccount adds an account; ErrExists if the name is taken.
+	CreateAccount(ctx context.Context, a Account) error
+	// Account returns the named account or ErrNotFound.
+	Account(ctx context.Context, name string) (Account, error)
+	// Accounts lists all accounts ordered by name.
+	Accounts(ctx context.Context) ([]Account, error)
+	// DeleteAccount removes the account, its tokens and its pending
+	// messages and reports (to and from it); ErrNotFound if absent.
+	DeleteAccount(ctx context.Context, name string) error
+	// SetPassword replaces the password hash and SIP secrets and revokes
+	// every token of the account; ErrNotFound if absent.
+	SetPassword(ctx context.Context, name, passwordHash string, sipSecrets []byte) error
+
+	// AddToken stores a token hash.
+	AddToken(ctx context.Context, t Token) error
+	// TokenByHash returns the unexpired token with that hash, or ErrNotFound.
+	TokenByHash(ctx context.Context, hash []byte, now time.Time) (Token, error)
+	// RevokeToken deletes a token; ErrNotFound if absent.
+	RevokeToken(ctx context.Context, hash []byte) error
+
+	// Submit durably stores m (status enqueued) and returns it with Seq set
+	// and created=true. If a message with the same (From, ID) exists it
+	// writes nothing and returns the existing message with created=false:
+	// a retry never makes a duplicate. It refuses with ErrMailboxFull when
+	// m.To already has maxPending enqueued messages (maxPending <= 0: no
+	// bound). It returns only after the commit is durable; backends may
+	// commit many concurrent Submits together (group commit), but none is
+	// answered before its own commit.
+	Submit(ctx context.Context, m Message, maxPending int) (stored Message, created bool, err error)
+	// Message returns the message (From, ID) or ErrNotFound.
+	Message(ctx context.Context, from, id string) (Message, error)
+	// Pending returns up to limit enqueued messages for the recipient, in
+	// Seq order, with their sealed text.
+	Pending(ctx context.Context, to string, limit int) ([]Message, error)
+	// PendingRecipients lists the accounts that have enqueued messages or
+	// reports waiting for them.
+	PendingRecipients(ctx context.Context) ([]string, error)
+	// CountPending returns the number of enqueued messages for every
+	// recipient (for metrics).
+	CountPending(ctx context.Context) (int, error)
+	// RecordAttempt stores the attempt count, next attempt time and last
+	// error of an enqueued message; ErrNotFound if it is no longer enqueued.
+	RecordAttempt(ctx context.Context, from, id string, attempts int, next time.Time, lastErr string) error
+	// MarkDelivered sets status delivered and DeliveredAt, deletes the
+	// sealed text and queues a Delivered report for the sender, all in one
+	// transaction. ErrNotFound if the message is not enqueued (already
+	// delivered or expired): then nothing changes.
+	MarkDelivered(ctx context.Context, from, id string, at time.Time) error
+	// ExpireDue marks every enqueued message with ExpiresAt <= now expired,
+	// deletes its sealed text, queues an Expired report for each sender, and
+	// deletes reports with ExpiresAt <= now. It returns the expired messages
+	// (without text).
+	ExpireDue(ctx context.Context, now time.Time) ([]Message, error)
+	// Messages lists messages for the operator, newest first, never with
+	// their sealed text.
+	Messages(ctx context.Context, f MessageFilter) ([]Message, error)
+
+	// PendingReports returns up to limit reports waiting for the account, in
+	// Seq order.
+	PendingReports(ctx context.Context, to string, limit int) ([]Report, error)
+	// DeleteReport removes a forwarded report; ErrNotFound if absent.
+	DeleteReport(ctx context.Context, seq int64) error
+
+	// DataKey returns the wrapped data key of a period, or ErrNotFound.
+	DataKey(ctx context.Context, period int64) ([]byte, error)
+	// PutDataKey stores the wrapped key of a period unless one exists, and
+	// returns the one that is stored (so concurrent creators agree).
+	PutDataKey(ctx context.Context, period int64, wrapped []byte) ([]byte, error)
+	// DeleteDataKeys destroys the wrapped keys of every period < before and
+	// returns how many it destroyed. Backends must make the deleted bytes
+	// unrecoverable from the database file where they can (SQLite:
+	// secure_delete).
+	DeleteDataKeys(ctx context.Context, before int64) (int, error)
+
+	// Ping reports whether the backend can serve (for /readyz).
+	Ping(ctx context.Context) error
+	Close() error
+}
