@@ -1,0 +1,295 @@
+// Package apiserver is the HTTPS API of sealpostd: tokens, message submission
+// and message status (see api/ for the contract). It is an adapter: every
+// request is authorised against its account and handed to the queue or the
+// store.
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sealpost/sealpost/api"
+	"github.com/sealpost/sealpost/internal/auth"
+	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/metrics"
+	"github.com/sealpost/sealpost/internal/queue"
+	"github.com/sealpost/sealpost/internal/store"
+	"github.com/sealpost/sealpost/message"
+)
+
+// MaxBodyBytes bounds a request body. A message is at most 2048 bytes of
+// UTF-8, which JSON escaping can grow up to six times, plus the envelope.
+const MaxBodyBytes = 16 << 10
+
+// Options configure the API handler.
+type Options struct {
+	Store   store.Store
+	Queue   *queue.Queue
+	Clock   clock.Clock
+	Log     *slog.Logger
+	Metrics *metrics.Metrics
+	// TokenTTL is how long a bearer token is valid (default 30 days).
+	TokenTTL time.Duration
+}
+
+// API serves the HTTPS API.
+type API struct {
+	o Options
+	// passwordChecks bounds concurrent argon2id checks, so a burst of
+	// logins (or a password-guessing attack) cannot take every core and
+	// all memory from message traffic.
+	passwordChecks chan struct{}
+}
+
+// New returns the API handler.
+func New(o Options) *API {
+	if o.TokenTTL == 0 {
+		o.TokenTTL = 30 * 24 * time.Hour
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &API{o: o, passwordChecks: make(chan struct{}, 4)}
+}
+
+// Handler returns the routes.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+api.PathTokens, a.createToken)
+	mux.HandleFunc("DELETE "+api.PathTokens, a.revokeToken)
+	mux.HandleFunc("POST "+api.PathMessages, a.submit)
+	mux.HandleFunc("GET "+api.PathMessages+"/{id}", a.status)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return securityHeaders(mux)
+}
+
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// createToken exchanges HTTP Basic credentials for a bearer token.
+func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
+	name, password, ok := r.BasicAuth()
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Basic realm="sealpost", charset="UTF-8"`)
+		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "send the account name and password with HTTP Basic authentication")
+		return
+	}
+	acct, err := a.o.Store.Account(r.Context(), name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		a.storeFailed(w, "reading account", err)
+		return
+	}
+	select {
+	case a.passwordChecks <- struct{}{}:
+	case <-r.Context().Done():
+		return
+	}
+	// Unknown accounts are checked against a dummy hash: the answer takes
+	// the same time whether or not the account exists.
+	valid := auth.CheckPassword(acct.PasswordHash, password)
+	<-a.passwordChecks
+	if !valid {
+		a.o.Log.Info("token refused: wrong account or password", "remote", r.RemoteAddr)
+		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "wrong account name or password")
+		return
+	}
+	token, hash := auth.NewToken()
+	now := a.o.Clock.Now()
+	t := store.Token{Hash: hash, Account: acct.Name, CreatedAt: now, ExpiresAt: now.Add(a.o.TokenTTL)}
+	if err := a.o.Store.AddToken(r.Context(), t); err != nil {
+		a.storeFailed(w, "storing token", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, api.TokenResponse{Token: token, Account: acct.Name, ExpiresAt: t.ExpiresAt.UTC()})
+}
+
+// revokeToken deletes the bearer token the request is made with.
+func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.authorize(w, r); !ok {
+		return
+	}
+	token, _ := bearer(r)
+	if err := a.o.Store.RevokeToken(r.Context(), auth.HashToken(token)); err != nil && !errors.Is(err, store.ErrNotFound) {
+		a.storeFailed(w, "revoking token", err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// submit accepts a message: 202 once it is durably stored, 200 for an id
+// this sender already used.
+func (a *API) submit(w http.ResponseWriter, r *http.Request) {
+	from, ok := a.authorize(w, r)
+	if !ok {
+		return
+	}
+	start := time.Now()
+	var req api.SubmitRequest
+	if code, msg := decodeJSON(w, r, &req); code != 0 {
+		a.refuse(w, code, codeFor(code), msg)
+		return
+	}
+	switch {
+	case req.ID == "":
+		a.refuse(w, http.StatusBadRequest, message.CodeInvalidID, `"id" is missing: give each message a UUID`)
+		return
+	case req.To == "":
+		a.refuse(w, http.StatusBadRequest, api.CodeBadRequest, `"to" is missing: name the recipient account`)
+		return
+	}
+	if message.CheckAccount(req.To) != nil {
+		a.refuse(w, http.StatusNotFound, api.CodeUnknownRecipient, fmt.Sprintf("no account named %q", req.To))
+		return
+	}
+	m, created, err := a.o.Queue.Submit(r.Context(), queue.Submission{ID: req.ID, From: from, To: req.To, Text: req.Text, Via: "https"})
+	var rule *message.RuleError
+	switch {
+	case err == nil:
+	case errors.As(err, &rule) && rule.Code == message.CodeInvalidID:
+		a.refuse(w, http.StatusBadRequest, rule.Code, rule.Message)
+		return
+	case errors.As(err, &rule):
+		a.refuse(w, http.StatusUnprocessableEntity, rule.Code, rule.Message)
+		return
+	case errors.Is(err, queue.ErrUnknownRecipient):
+		a.refuse(w, http.StatusNotFound, api.CodeUnknownRecipient, fmt.Sprintf("no account named %q", req.To))
+		return
+	case errors.Is(err, queue.ErrMailboxFull):
+		a.refuse(w, http.StatusTooManyRequests, api.CodeMailboxFull, fmt.Sprintf("%s has too many messages waiting; try again later", req.To))
+		return
+	default:
+		a.o.Metrics.Refused.WithLabelValues(api.CodeStoreUnavailable).Inc()
+		a.storeFailed(w, "storing message", err)
+		return
+	}
+	a.o.Metrics.SubmitLatency.WithLabelValues("https").Observe(time.Since(start).Seconds())
+	code := http.StatusAccepted
+	if !created {
+		code = http.StatusOK
+	}
+	writeJSON(w, code, api.SubmitResponse{ID: m.ID, Status: string(m.Status), SubmittedAt: m.SubmittedAt.UTC(), ExpiresAt: m.ExpiresAt.UTC()})
+}
+
+// status reports a message's fate to its sender; anyone else gets 404, as
+// if the id did not exist.
+func (a *API) status(w http.ResponseWriter, r *http.Request) {
+	from, ok := a.authorize(w, r)
+	if !ok {
+		return
+	}
+	m, err := a.o.Store.Message(r.Context(), from, r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, api.CodeNotFound, "you sent no message with that id")
+		return
+	}
+	if err != nil {
+		a.storeFailed(w, "reading message", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, queue.APIStatus(m))
+}
+
+// authorize returns the account of the request's bearer token, or answers
+// 401 (or 503) and returns false.
+func (a *API) authorize(w http.ResponseWriter, r *http.Request) (string, bool) {
+	token, ok := bearer(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sealpost"`)
+		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "send Authorization: Bearer TOKEN (get one with POST /v1/tokens)")
+		return "", false
+	}
+	t, err := a.o.Store.TokenByHash(r.Context(), auth.HashToken(token), a.o.Clock.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sealpost", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "the token is unknown, expired or revoked; log in again")
+		return "", false
+	}
+	if err != nil {
+		a.storeFailed(w, "reading token", err)
+		return "", false
+	}
+	return t.Account, true
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}
+
+func (a *API) refuse(w http.ResponseWriter, status int, code, msg string) {
+	if a.o.Metrics != nil {
+		a.o.Metrics.Refused.WithLabelValues(code).Inc()
+	}
+	writeError(w, status, code, msg)
+}
+
+func (a *API) storeFailed(w http.ResponseWriter, what string, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the client went away
+	}
+	a.o.Log.Error("store unavailable", "while", what, "err", err)
+	w.Header().Set("Retry-After", "5")
+	writeError(w, http.StatusServiceUnavailable, api.CodeStoreUnavailable, "the message store is unavailable; nothing was accepted, try again")
+}
+
+// decodeJSON reads a JSON body of at most MaxBodyBytes into v. It returns a
+// status code and message for a bad body, or 0.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) (int, string) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return http.StatusUnsupportedMediaType, "send the body as application/json"
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes)
+		}
+		return http.StatusBadRequest, "the body is not valid JSON of the expected shape: " + err.Error()
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return http.StatusBadRequest, "the body has data after the JSON object"
+	}
+	return 0, ""
+}
+
+func codeFor(status int) string {
+	switch status {
+	case http.StatusRequestEntityTooLarge:
+		return api.CodeBodyTooLarge
+	default:
+		return api.CodeBadRequest
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, api.ErrorBody{Error: api.Error{Code: code, Message: msg}})
+}

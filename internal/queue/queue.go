@@ -1,0 +1,529 @@
+// Package queue accepts messages and schedules their delivery.
+//
+// Life cycle: Submit checks the message rules, seals the text and stores it
+// durably; only then does it return (and the API answers "enqueued"). Every
+// submission, and every registration of a device, kicks a delivery run for
+// that account. There is at most one run per account, so messages to one
+// recipient go out one at a time, in submission order. Before each attempt
+// the run records it in the store (mox's rule: a crash can never cause a hot
+// retry loop). A 2xx from the device marks the message delivered (its
+// sealed text is deleted in the same transaction, and a delivery report is
+// queued for the sender). A failure while the device stays registered is
+// retried after RetryInterval, up to Retries times; then the account is
+// parked until its device registers again. The sweep, every SweepInterval,
+// expires messages older than Expiry (queuing a failure report for the
+// sender) and destroys the data keys of key periods that have fully expired.
+//
+// The queue opens no sockets: delivery goes through the Sender interface,
+// which the SIP server implements.
+package queue
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sealpost/sealpost/api"
+	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/metrics"
+	"github.com/sealpost/sealpost/internal/registrar"
+	"github.com/sealpost/sealpost/internal/seal"
+	"github.com/sealpost/sealpost/internal/store"
+	"github.com/sealpost/sealpost/message"
+)
+
+// Errors returned by Submit besides *message.RuleError and store errors.
+var (
+	// ErrUnknownRecipient: the "to" account does not exist.
+	ErrUnknownRecipient = errors.New("unknown recipient")
+	// ErrMailboxFull: the recipient has MaxPending messages waiting.
+	ErrMailboxFull = store.ErrMailboxFull
+)
+
+// Delivery is one message handed to a Sender.
+type Delivery struct {
+	ID          string
+	From, To    string
+	Text        string
+	SubmittedAt time.Time
+}
+
+// Sender delivers to a registered device over the connection it registered
+// on. Implementations return nil only for a 2xx final response, and must
+// give up when ctx ends.
+type Sender interface {
+	SendMessage(ctx context.Context, to registrar.Binding, d Delivery) error
+	SendReport(ctx context.Context, to registrar.Binding, r store.Report) error
+}
+
+// Submission is a message offered by a sender, over HTTPS or SIP.
+type Submission struct {
+	ID       string
+	From, To string
+	Text     string
+	Via      string // "https" or "sip", for metrics
+}
+
+// Options configure a Queue. Zero durations take the defaults noted.
+type Options struct {
+	Store   store.Store
+	Sealer  *seal.Sealer
+	Sender  Sender
+	Lookup  func(account string) (registrar.Binding, bool)
+	Clock   clock.Clock
+	Log     *slog.Logger
+	Metrics *metrics.Metrics
+
+	// Expiry is how long an undelivered message is kept (default 72 h).
+	Expiry time.Duration
+	// Retries is how many times a failed delivery is tried again while the
+	// device stays registered (default 5); then the queue waits for the
+	// device's next registration.
+	Retries int
+	// RetryInterval spaces those retries (default 30 s).
+	RetryInterval time.Duration
+	// AttemptTimeout bounds one delivery attempt (default 32 s, SIP Timer
+	// F, RFC 3261 §17.1.2.2).
+	AttemptTimeout time.Duration
+	// MaxPending bounds the messages waiting for one recipient (default
+	// 1000); past it submissions are refused with ErrMailboxFull.
+	MaxPending int
+	// SweepInterval is how often expiry runs (default 1 min).
+	SweepInterval time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Expiry == 0 {
+		o.Expiry = 72 * time.Hour
+	}
+	if o.Retries == 0 {
+		o.Retries = 5
+	}
+	if o.RetryInterval == 0 {
+		o.RetryInterval = 30 * time.Second
+	}
+	if o.AttemptTimeout == 0 {
+		o.AttemptTimeout = 32 * time.Second
+	}
+	if o.MaxPending == 0 {
+		o.MaxPending = 1000
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = time.Minute
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Queue is the delivery scheduler.
+type Queue struct {
+	o      Options
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	runs    map[string]*run // by recipient account; guarded by mu
+	sweeper clock.Timer     // guarded by mu
+	stopped bool            // guarded by mu
+}
+
+// run is the delivery state of one account. All fields guarded by Queue.mu.
+type run struct {
+	running bool      // a goroutine is delivering for the account
+	again   bool      // kicked while running: look once more before stopping
+	parked  bool      // retries exhausted: wait for the next registration
+	failed  int       // failed attempts since the last registration
+	retryAt time.Time // no attempt before this (after a failure)
+	timer   clock.Timer
+}
+
+// New returns a Queue; call Start to begin sweeping.
+func New(o Options) *Queue {
+	o.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Queue{o: o, ctx: ctx, cancel: cancel, runs: map[string]*run{}}
+}
+
+// Options returns the effective options (defaults filled in).
+func (q *Queue) Options() Options { return q.o }
+
+// Start runs a first sweep and schedules the next ones.
+func (q *Queue) Start() {
+	q.sweep()
+}
+
+// Stop ends every delivery run and waits for them. Messages in flight stay
+// enqueued (the attempt was recorded) and are tried again after a restart.
+func (q *Queue) Stop() {
+	q.mu.Lock()
+	q.stopped = true
+	if q.sweeper != nil {
+		q.sweeper.Stop()
+	}
+	for _, r := range q.runs {
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+	}
+	q.mu.Unlock()
+	q.cancel()
+	q.wg.Wait()
+}
+
+// Submit checks, seals and durably stores a message, and returns it with
+// created=true. It returns only after the store has committed the message:
+// an answer of "enqueued" built on it is true even if the server crashes
+// right after. A known (From, ID) returns the stored message with
+// created=false and writes nothing. Errors: *message.RuleError,
+// ErrUnknownRecipient, ErrMailboxFull, or a store error (nothing accepted).
+func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, error) {
+	if err := message.CheckID(s.ID); err != nil {
+		return store.Message{}, false, err
+	}
+	if err := message.CheckText(s.Text); err != nil {
+		return store.Message{}, false, err
+	}
+	if _, err := q.o.Store.Account(ctx, s.To); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Message{}, false, ErrUnknownRecipient
+		}
+		return store.Message{}, false, err
+	}
+	now := q.o.Clock.Now()
+	m := store.Message{
+		ID: s.ID, From: s.From, To: s.To,
+		Status:      message.Enqueued,
+		SubmittedAt: now,
+		ExpiresAt:   now.Add(q.o.Expiry),
+	}
+	var err error
+	m.KeyPeriod, m.Sealed, err = q.o.Sealer.Seal(ctx, m.ID, m.From, m.To, s.Text, m.ExpiresAt)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	stored, created, err := q.o.Store.Submit(ctx, m, q.o.MaxPending)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	stored.Sealed = nil
+	if created {
+		if q.o.Metrics != nil {
+			q.o.Metrics.Accepted.WithLabelValues(s.Via).Inc()
+		}
+		q.Kick(s.To)
+	}
+	return stored, created, nil
+}
+
+// Online tells the queue that the account's device has (re)registered: a
+// parked account is unparked, its retry counter reset, and a run starts.
+func (q *Queue) Online(account string) {
+	q.mu.Lock()
+	if r := q.runs[account]; r != nil {
+		r.parked = false
+		r.failed = 0
+		r.retryAt = time.Time{}
+		if r.timer != nil {
+			r.timer.Stop()
+			r.timer = nil
+		}
+	}
+	q.mu.Unlock()
+	q.Kick(account)
+}
+
+// Kick starts a delivery run for the account unless one is running (then
+// that run looks again before it stops) or the account is parked. Kicks
+// coalesce: any number of them cost at most one extra pass.
+func (q *Queue) Kick(account string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.stopped {
+		return
+	}
+	r := q.runs[account]
+	if r == nil {
+		r = &run{}
+		q.runs[account] = r
+	}
+	if r.parked {
+		return
+	}
+	if r.running {
+		r.again = true
+		return
+	}
+	r.running = true
+	q.wg.Add(1)
+	go q.deliver(account)
+}
+
+func (q *Queue) deliver(account string) {
+	defer q.wg.Done()
+	for {
+		wait := q.pass(account)
+		q.mu.Lock()
+		r := q.runs[account]
+		if r.again && wait == 0 && !r.parked {
+			r.again = false
+			q.mu.Unlock()
+			continue
+		}
+		r.again = false
+		r.running = false
+		switch {
+		case q.stopped || r.parked:
+		case wait > 0:
+			if r.timer != nil {
+				r.timer.Stop()
+			}
+			r.timer = q.o.Clock.AfterFunc(wait, func() { q.Kick(account) })
+		case r.failed == 0 && r.timer == nil:
+			// Nothing left to remember about this account.
+			delete(q.runs, account)
+		}
+		q.mu.Unlock()
+		return
+	}
+}
+
+// pass delivers what it can to the account's device, in order, and returns
+// how long to wait before the next pass (0: nothing to wait for — done, the
+// device is offline, or the account is parked).
+func (q *Queue) pass(account string) time.Duration {
+	b, online := q.o.Lookup(account)
+	if !online {
+		return 0
+	}
+	if wait := q.waitBeforeAttempt(account); wait > 0 {
+		return wait
+	}
+	for q.ctx.Err() == nil {
+		msgs, err := q.o.Store.Pending(q.ctx, account, 64)
+		if err != nil {
+			q.o.Log.Error("listing pending messages", "account", account, "err", err)
+			return q.o.RetryInterval
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			if wait, stop := q.attempt(b, m); stop {
+				return wait
+			}
+		}
+	}
+	if b.IMDN {
+		return q.passReports(b)
+	}
+	return 0
+}
+
+// attempt delivers one message. stop reports that the pass must end (with
+// wait before the next one).
+func (q *Queue) attempt(b registrar.Binding, m store.Message) (wait time.Duration, stop bool) {
+	now := q.o.Clock.Now()
+	if !m.ExpiresAt.After(now) {
+		return 0, false // the sweep expires it and reports the failure
+	}
+	attempts := m.Attempts + 1
+	err := q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, attempts, now.Add(q.o.RetryInterval), m.LastError)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, false // delivered or expired meanwhile
+	}
+	if err != nil {
+		q.o.Log.Error("recording delivery attempt", "id", m.ID, "err", err)
+		return q.o.RetryInterval, true
+	}
+	text, err := q.o.Sealer.Open(q.ctx, m.ID, m.From, m.To, m.KeyPeriod, m.Sealed)
+	if err != nil {
+		// Only a destroyed key (the message outlived its period) or a
+		// corrupted record gets here; the sweep expires it.
+		q.o.Log.Error("opening sealed message", "id", m.ID, "err", err)
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(q.ctx, q.o.AttemptTimeout)
+	err = q.o.Sender.SendMessage(ctx, b, Delivery{ID: m.ID, From: m.From, To: m.To, Text: text, SubmittedAt: m.SubmittedAt})
+	cancel()
+	if err == nil {
+		return q.delivered(m)
+	}
+	if q.ctx.Err() != nil {
+		return 0, true
+	}
+	reason := failureReason(err)
+	q.o.Log.Info("delivery attempt failed", "id", m.ID, "to", m.To, "attempt", attempts, "reason", reason, "err", err)
+	if q.o.Metrics != nil {
+		q.o.Metrics.DeliveryFailed.WithLabelValues(reason).Inc()
+	}
+	if err := q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, attempts, now.Add(q.o.RetryInterval), err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		q.o.Log.Error("recording failed attempt", "id", m.ID, "err", err)
+	}
+	return q.failed(b.Account), true
+}
+
+func (q *Queue) delivered(m store.Message) (time.Duration, bool) {
+	at := q.o.Clock.Now()
+	err := q.o.Store.MarkDelivered(q.ctx, m.From, m.ID, at)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		// The device has it; the store could not record that. The
+		// next pass delivers it again and the device drops the
+		// duplicate id, so nothing is lost and nothing is shown twice.
+		q.o.Log.Error("marking message delivered", "id", m.ID, "err", err)
+		return q.o.RetryInterval, true
+	}
+	if err == nil {
+		if q.o.Metrics != nil {
+			q.o.Metrics.Delivered.Inc()
+			q.o.Metrics.DeliveryLatency.Observe(at.Sub(m.SubmittedAt).Seconds())
+		}
+		q.Kick(m.From) // a delivery report waits for the sender
+	}
+	q.mu.Lock()
+	if r := q.runs[m.To]; r != nil {
+		r.failed = 0
+	}
+	q.mu.Unlock()
+	return 0, false
+}
+
+// failed counts a failed attempt for the account and returns how long to
+// wait before trying again, or 0 when the account is now parked.
+func (q *Queue) failed(account string) time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	r := q.runs[account]
+	r.failed++
+	if r.failed > q.o.Retries {
+		r.parked = true
+		q.o.Log.Info("delivery parked until the device registers again", "account", account, "attempts", r.failed)
+		return 0
+	}
+	r.retryAt = q.o.Clock.Now().Add(q.o.RetryInterval)
+	return q.o.RetryInterval
+}
+
+func (q *Queue) waitBeforeAttempt(account string) time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	r := q.runs[account]
+	if r == nil || r.retryAt.IsZero() {
+		return 0
+	}
+	return r.retryAt.Sub(q.o.Clock.Now())
+}
+
+// passReports forwards the delivery reports waiting for a device that asked
+// for them.
+func (q *Queue) passReports(b registrar.Binding) time.Duration {
+	for q.ctx.Err() == nil {
+		reports, err := q.o.Store.PendingReports(q.ctx, b.Account, 64)
+		if err != nil {
+			q.o.Log.Error("listing pending reports", "account", b.Account, "err", err)
+			return q.o.RetryInterval
+		}
+		if len(reports) == 0 {
+			return 0
+		}
+		for _, r := range reports {
+			ctx, cancel := context.WithTimeout(q.ctx, q.o.AttemptTimeout)
+			err := q.o.Sender.SendReport(ctx, b, r)
+			cancel()
+			if err != nil {
+				if q.ctx.Err() != nil {
+					return 0
+				}
+				q.o.Log.Info("delivery report not accepted", "account", b.Account, "reason", failureReason(err), "err", err)
+				return q.failed(b.Account)
+			}
+			if q.o.Metrics != nil {
+				q.o.Metrics.ReportsSent.WithLabelValues(string(r.Status)).Inc()
+			}
+			if err := q.o.Store.DeleteReport(q.ctx, r.Seq); err != nil && !errors.Is(err, store.ErrNotFound) {
+				q.o.Log.Error("deleting forwarded report", "seq", r.Seq, "err", err)
+				return q.o.RetryInterval
+			}
+		}
+	}
+	return 0
+}
+
+// sweep expires what is due, destroys ended key periods and schedules the
+// next sweep.
+func (q *Queue) sweep() {
+	q.mu.Lock()
+	if q.stopped {
+		q.mu.Unlock()
+		return
+	}
+	if q.sweeper != nil {
+		q.sweeper.Stop() // Sweep was called by hand: keep one schedule
+	}
+	q.mu.Unlock()
+	now := q.o.Clock.Now()
+	expired, err := q.o.Store.ExpireDue(q.ctx, now)
+	if err != nil {
+		q.o.Log.Error("expiring messages", "err", err)
+	}
+	for _, m := range expired {
+		q.o.Log.Info("message expired undelivered", "id", m.ID, "from", m.From, "to", m.To)
+		if q.o.Metrics != nil {
+			q.o.Metrics.Expired.Inc()
+		}
+		q.Kick(m.From) // the failure report
+	}
+	if err == nil {
+		if n, err := q.o.Sealer.DestroyExpired(q.ctx, now); err != nil {
+			q.o.Log.Error("destroying expired data keys", "err", err)
+		} else if n > 0 {
+			q.o.Log.Info("destroyed expired data keys", "count", n)
+		}
+	}
+	q.mu.Lock()
+	if !q.stopped {
+		q.sweeper = q.o.Clock.AfterFunc(q.o.SweepInterval, q.sweep)
+	}
+	q.mu.Unlock()
+}
+
+// Sweep runs expiry now (for tests and the operator command).
+func (q *Queue) Sweep() { q.sweep() }
+
+// ReasonError lets a Sender name why an attempt failed (for metrics and
+// logs): "timeout", "rejected", "connection", "offline".
+type ReasonError interface {
+	error
+	Reason() string
+}
+
+func failureReason(err error) string {
+	var re ReasonError
+	if errors.As(err, &re) {
+		return re.Reason()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	return "other"
+}
+
+// APIStatus renders a stored message for GET /v1/messages/{id}.
+func APIStatus(m store.Message) api.MessageStatus {
+	s := api.MessageStatus{ID: m.ID, To: m.To, Status: string(m.Status), SubmittedAt: m.SubmittedAt.UTC(), ExpiresAt: m.ExpiresAt.UTC()}
+	if !m.DeliveredAt.IsZero() {
+		t := m.DeliveredAt.UTC()
+		s.DeliveredAt = &t
+	}
+	return s
+}
+
+// SetSender sets the Sender after construction: the SIP server that
+// implements it needs the queue first.
+func (q *Queue) SetSender(s Sender) { q.o.Sender = s }

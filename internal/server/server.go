@@ -1,0 +1,383 @@
+// Package server wires sealpostd together: it owns the data folder, the
+// keys, the store, the queue, the registrar, and the three listeners (HTTPS
+// API, SIP over TLS, admin). The core packages never listen themselves;
+// Start hands them their sockets.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sealpost/sealpost/internal/apiserver"
+	"github.com/sealpost/sealpost/internal/auth"
+	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/metrics"
+	"github.com/sealpost/sealpost/internal/queue"
+	"github.com/sealpost/sealpost/internal/registrar"
+	"github.com/sealpost/sealpost/internal/seal"
+	"github.com/sealpost/sealpost/internal/sipserver"
+	"github.com/sealpost/sealpost/internal/store"
+	"github.com/sealpost/sealpost/internal/store/sqlite"
+)
+
+// Options configure a Server. Zero values take the defaults noted.
+type Options struct {
+	DataDir   string // default ./sealpost-data
+	HTTPSAddr string // default :8443
+	SIPAddr   string // SIP over TLS, default :5061
+	AdminAddr string // metrics and health, default 127.0.0.1:9090; "off" disables
+	Domain    string // SIP domain and digest realm, default localhost
+	CertFile  string // with KeyFile: the TLS certificate; else self-signed in DataDir
+	KeyFile   string
+	StoreURL  string // default: SQLite in DataDir
+
+	Expiry         time.Duration // message lifetime on the server, default 72 h
+	Retries        int           // retries while registered, default 5
+	RetryInterval  time.Duration // default 30 s
+	MaxPending     int           // pending messages per recipient, default 1000
+	KeyPeriod      time.Duration // expiry span sharing a data key, default 1 h
+	TokenTTL       time.Duration // bearer token lifetime, default 30 days
+	DefaultExpires time.Duration // SIP registration default, 600 s
+	MinExpires     time.Duration // 60 s
+	MaxExpires     time.Duration // 3600 s
+
+	Clock clock.Clock  // default the real clock
+	Log   *slog.Logger // default discards
+}
+
+func (o *Options) setDefaults() {
+	if o.DataDir == "" {
+		o.DataDir = "sealpost-data"
+	}
+	if o.HTTPSAddr == "" {
+		o.HTTPSAddr = ":8443"
+	}
+	if o.SIPAddr == "" {
+		o.SIPAddr = ":5061"
+	}
+	if o.AdminAddr == "" {
+		o.AdminAddr = "127.0.0.1:9090"
+	}
+	if o.Domain == "" {
+		o.Domain = "localhost"
+	}
+	if o.KeyPeriod == 0 {
+		o.KeyPeriod = time.Hour
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Server is one sealpostd node.
+type Server struct {
+	o         Options
+	log       *slog.Logger
+	store     store.Store
+	sealer    *seal.Sealer
+	registrar *registrar.Registrar
+	queue     *queue.Queue
+	sip       *sipserver.Server
+	api       *apiserver.API
+	metrics   *metrics.Metrics
+	tlsConfig *tls.Config
+	// CertFile is the certificate served (self-signed or given).
+	CertFile string
+
+	mu                            sync.Mutex
+	listeners                     []net.Listener // guarded by mu
+	httpSrv                       *http.Server
+	adminSrv                      *http.Server
+	httpsAddr, sipAddr, adminAddr string
+	wg                            sync.WaitGroup
+	started                       bool
+}
+
+// New prepares a server: it creates the data folder (0700), the master key
+// (0600), a self-signed certificate if none is given, and opens the store.
+// It does not listen; call Start for that. New alone is what the account
+// commands use.
+func New(o Options) (*Server, error) {
+	o.setDefaults()
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data folder: %w", err)
+	}
+	if err := os.Chmod(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("securing data folder: %w", err)
+	}
+	s := &Server{o: o, log: o.Log, metrics: metrics.New()}
+
+	masterKey, err := seal.LoadOrCreateMasterKey(filepath.Join(o.DataDir, "master.key"))
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case o.StoreURL == "" || strings.HasPrefix(o.StoreURL, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(o.StoreURL, "sqlite:"), "//")
+		if path == "" {
+			path = filepath.Join(o.DataDir, "sealpost.db")
+		}
+		st, err := sqlite.Open(path, sqlite.Options{})
+		if err != nil {
+			return nil, err
+		}
+		s.store = st
+	case strings.HasPrefix(o.StoreURL, "postgres://"), strings.HasPrefix(o.StoreURL, "postgresql://"):
+		return nil, errors.New("--store postgres://… is not available in this version yet; use the embedded SQLite store (leave --store empty)")
+	default:
+		return nil, fmt.Errorf("--store %q: use sqlite:PATH, or leave it empty for the embedded store", o.StoreURL)
+	}
+	s.sealer, err = seal.New(masterKey, s.store, func(err error) bool { return errors.Is(err, store.ErrNotFound) }, o.KeyPeriod)
+	if err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start opens the listeners and begins serving and delivering.
+func (s *Server) Start() error {
+	o := s.o
+	if err := s.loadTLS(); err != nil {
+		return err
+	}
+	s.registrar = registrar.New(o.Clock)
+	s.queue = queue.New(queue.Options{
+		Store: s.store, Sealer: s.sealer, Lookup: s.registrar.Lookup,
+		Clock: o.Clock, Log: s.log.With("part", "queue"), Metrics: s.metrics,
+		Expiry: o.Expiry, Retries: o.Retries, RetryInterval: o.RetryInterval, MaxPending: o.MaxPending,
+	})
+	sip, err := sipserver.New(sipserver.Options{
+		Domain: o.Domain, TLSConfig: s.tlsConfig, Registrar: s.registrar, Queue: s.queue,
+		Secrets: s.sipSecrets, Clock: o.Clock, Log: s.log.With("part", "sip"),
+		DefaultExpires: o.DefaultExpires, MinExpires: o.MinExpires, MaxExpires: o.MaxExpires,
+	})
+	if err != nil {
+		return err
+	}
+	s.sip = sip
+	s.queue.SetSender(sip)
+	s.registrar.OnOnline = s.queue.Online
+	s.metrics.Observe(s.pendingGauge, func() float64 { return float64(s.registrar.Len()) })
+	s.api = apiserver.New(apiserver.Options{
+		Store: s.store, Queue: s.queue, Clock: o.Clock, Log: s.log.With("part", "api"),
+		Metrics: s.metrics, TokenTTL: o.TokenTTL,
+	})
+
+	httpsL, err := net.Listen("tcp", o.HTTPSAddr)
+	if err != nil {
+		return fmt.Errorf("HTTPS listener: %w", err)
+	}
+	s.addListener(httpsL)
+	sipL, err := net.Listen("tcp", o.SIPAddr)
+	if err != nil {
+		s.closeListeners()
+		return fmt.Errorf("SIP listener: %w", err)
+	}
+	s.addListener(sipL)
+	var adminL net.Listener
+	if o.AdminAddr != "off" {
+		adminL, err = net.Listen("tcp", o.AdminAddr)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		s.addListener(adminL)
+	}
+
+	s.httpSrv = &http.Server{
+		Handler:           s.api.Handler(),
+		TLSConfig:         s.tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.mu.Lock()
+	s.httpsAddr, s.sipAddr = httpsL.Addr().String(), sipL.Addr().String()
+	if adminL != nil {
+		s.adminAddr = adminL.Addr().String()
+	}
+	s.started = true
+	s.mu.Unlock()
+
+	s.queue.Start()
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.httpSrv.ServeTLS(httpsL, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("HTTPS server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		if err := s.sip.Serve(sipL); err != nil {
+			s.log.Error("SIP server stopped", "err", err)
+		}
+	}()
+	if adminL != nil {
+		s.adminSrv = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.adminSrv.Serve(adminL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("admin server stopped", "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// Shutdown stops serving. In-flight HTTPS submissions finish first, so every
+// message answered "enqueued" is in the store; deliveries in flight stay
+// enqueued and are retried after the next start.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	if s.httpSrv != nil {
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.adminSrv != nil {
+		_ = s.adminSrv.Shutdown(ctx)
+	}
+	s.closeListeners()
+	if s.queue != nil {
+		s.queue.Stop()
+	}
+	if s.sip != nil {
+		_ = s.sip.Close()
+	}
+	s.wg.Wait()
+	if err := s.store.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Close releases a server that was never started (account commands).
+func (s *Server) Close() error { return s.store.Close() }
+
+// HTTPSAddr, SIPAddr and AdminAddr return the bound addresses after Start.
+func (s *Server) HTTPSAddr() string { s.mu.Lock(); defer s.mu.Unlock(); return s.httpsAddr }
+func (s *Server) SIPAddr() string   { s.mu.Lock(); defer s.mu.Unlock(); return s.sipAddr }
+func (s *Server) AdminAddr() string { s.mu.Lock(); defer s.mu.Unlock(); return s.adminAddr }
+
+// Domain returns the SIP domain.
+func (s *Server) Domain() string { return s.o.Domain }
+
+// Queue returns the delivery queue (for tests and operator commands).
+func (s *Server) Queue() *queue.Queue { return s.queue }
+
+// Registrar returns the registrar.
+func (s *Server) Registrar() *registrar.Registrar { return s.registrar }
+
+// Store returns the store.
+func (s *Server) Store() store.Store { return s.store }
+
+func (s *Server) addListener(l net.Listener) {
+	s.mu.Lock()
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		_ = l.Close()
+	}
+	s.listeners = nil
+}
+
+func (s *Server) loadTLS() error {
+	certFile, keyFile := s.o.CertFile, s.o.KeyFile
+	if (certFile == "") != (keyFile == "") {
+		return errors.New("--cert and --key go together: give both, or neither for a self-signed certificate")
+	}
+	if certFile == "" {
+		certFile = filepath.Join(s.o.DataDir, "cert.pem")
+		keyFile = filepath.Join(s.o.DataDir, "key.pem")
+		created, err := ensureSelfSigned(certFile, keyFile, s.o.Domain)
+		if err != nil {
+			return fmt.Errorf("creating self-signed certificate: %w", err)
+		}
+		if created {
+			s.log.Info("created a self-signed certificate", "file", certFile)
+		}
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return fmt.Errorf("loading TLS certificate %s: %w", certFile, err)
+	}
+	s.CertFile = certFile
+	s.tlsConfig = &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{"h2", "http/1.1"},
+	}
+	return nil
+}
+
+func (s *Server) sipSecrets(ctx context.Context, account string) (auth.SIPSecrets, error) {
+	a, err := s.store.Account(ctx, account)
+	if err != nil {
+		return auth.SIPSecrets{}, err
+	}
+	plain, err := s.sealer.OpenSecret(a.SIPSecrets, "sip:"+a.Name)
+	if err != nil {
+		return auth.SIPSecrets{}, err
+	}
+	return auth.UnmarshalSIPSecrets(plain)
+}
+
+func (s *Server) pendingGauge() float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n, err := s.store.CountPending(ctx)
+	if err != nil {
+		return -1
+	}
+	return float64(n)
+}
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.store.Ping(ctx); err != nil {
+			http.Error(w, "store unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	// Profiling, for finding bottlenecks under load; the admin listener is
+	// on loopback by default.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	return mux
+}

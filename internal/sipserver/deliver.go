@@ -1,0 +1,109 @@
+package sipserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sealpost/sealpost/api"
+	"github.com/sealpost/sealpost/internal/queue"
+	"github.com/sealpost/sealpost/internal/registrar"
+	"github.com/sealpost/sealpost/internal/store"
+	"github.com/sealpost/sealpost/message"
+)
+
+// deliveryError says why a MESSAGE to a device did not get a 2xx.
+type deliveryError struct {
+	reason string // offline, connection, timeout, rejected
+	err    error
+}
+
+func (e *deliveryError) Error() string  { return e.reason + ": " + e.err.Error() }
+func (e *deliveryError) Unwrap() error  { return e.err }
+func (e *deliveryError) Reason() string { return e.reason }
+
+var _ queue.ReasonError = (*deliveryError)(nil)
+
+// SendMessage delivers one message to the device of b over the connection it
+// registered on and waits for the final response.
+func (s *Server) SendMessage(ctx context.Context, b registrar.Binding, d queue.Delivery) error {
+	req, err := s.newRequest(b, d.From)
+	if err != nil {
+		return err
+	}
+	req.AppendHeader(sip.NewHeader("Content-Type", "text/plain;charset=utf-8"))
+	req.AppendHeader(sip.NewHeader(api.HeaderMessageID, d.ID))
+	req.AppendHeader(sip.NewHeader(api.HeaderSubmittedAt, d.SubmittedAt.UTC().Format(time.RFC3339Nano)))
+	req.SetBody([]byte(d.Text))
+	return s.do(ctx, b, req)
+}
+
+// SendReport forwards a delivery report (RFC 5438 message/imdn+xml) to the
+// device of the original sender. It comes From the original recipient,
+// whose delivery it reports.
+func (s *Server) SendReport(ctx context.Context, b registrar.Binding, r store.Report) error {
+	status := api.IMDNDelivered
+	if r.Status != message.Delivered {
+		status = api.IMDNFailed
+	}
+	body, err := api.MarshalIMDN(api.IMDN{
+		MessageID: r.MessageID,
+		DateTime:  r.At,
+		Recipient: "sip:" + r.Recipient + "@" + s.o.Domain,
+		Status:    status,
+	})
+	if err != nil {
+		return err
+	}
+	req, err := s.newRequest(b, r.Recipient)
+	if err != nil {
+		return err
+	}
+	req.AppendHeader(sip.NewHeader("Content-Type", api.ContentTypeIMDN))
+	req.AppendHeader(sip.NewHeader("Content-Disposition", "notification"))
+	req.SetBody(body)
+	return s.do(ctx, b, req)
+}
+
+// newRequest builds a MESSAGE from the account `from` to the device of b:
+// Request-URI is the device's Contact (RFC 3261 §16.5), the transport
+// destination the source address of its connection.
+func (s *Server) newRequest(b registrar.Binding, from string) (*sip.Request, error) {
+	var ruri sip.Uri
+	if err := sip.ParseUri(b.Contact, &ruri); err != nil {
+		ruri = sip.Uri{Scheme: "sip", User: b.Account, Host: s.o.Domain}
+	}
+	req := sip.NewRequest(sip.MESSAGE, ruri)
+	fromHdr := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: from, Host: s.o.Domain}, Params: sip.NewParams()}
+	fromHdr.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(fromHdr)
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: b.Account, Host: s.o.Domain}, Params: sip.NewParams()})
+	req.SetTransport("TLS")
+	req.SetDestination(b.Source)
+	return req, nil
+}
+
+func (s *Server) do(ctx context.Context, b registrar.Binding, req *sip.Request) error {
+	// The connection must still be there: the dialer is disabled, so this
+	// check only turns a certain failure into a clear "offline".
+	conn, err := s.ua.TransportLayer().GetConnection("tls", b.Source)
+	if err != nil {
+		return &deliveryError{"offline", fmt.Errorf("no connection from %s: %w", b.Source, err)}
+	}
+	conn.Ref(-1) // GetConnection took a reference; the transaction takes its own
+
+	res, err := s.client.Do(ctx, req)
+	switch {
+	case err == nil && res.IsSuccess():
+		return nil
+	case err == nil:
+		return &deliveryError{"rejected", fmt.Errorf("device answered %d %s", res.StatusCode, res.Reason)}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, sip.ErrTransactionTimeout):
+		return &deliveryError{"timeout", err}
+	default:
+		return &deliveryError{"connection", err}
+	}
+}

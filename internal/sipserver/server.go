@@ -1,0 +1,180 @@
+// Package sipserver is Sealpost's SIP over TLS side, on sipgo: devices
+// REGISTER here (digest authentication), stay connected with CRLF keepalives
+// (RFC 5626 §3.5.1, answered by sipgo's transport), receive their messages
+// and delivery reports as MESSAGE requests over the connection they
+// registered on, and may submit messages with MESSAGE themselves (RFC 3428).
+//
+// The server never dials a device: devices sit behind NAT, so the TLS
+// transport's dialer is disabled and a delivery whose connection is gone
+// fails at once (the queue then waits for the next registration).
+package sipserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sealpost/sealpost/internal/auth"
+	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/queue"
+	"github.com/sealpost/sealpost/internal/registrar"
+	"github.com/sealpost/sealpost/internal/store"
+)
+
+// Submitter accepts messages; *queue.Queue implements it.
+type Submitter interface {
+	Submit(ctx context.Context, s queue.Submission) (store.Message, bool, error)
+}
+
+// Options configure a Server.
+type Options struct {
+	Domain    string      // SIP domain and digest realm
+	TLSConfig *tls.Config // server certificate
+	Registrar *registrar.Registrar
+	Queue     Submitter
+	// Secrets returns an account's digest secrets (an error if the account
+	// does not exist).
+	Secrets func(ctx context.Context, account string) (auth.SIPSecrets, error)
+	Clock   clock.Clock
+	Log     *slog.Logger
+
+	// Registration expiry: a REGISTER without Expires gets DefaultExpires
+	// (600 s); shorter than MinExpires (60 s) is refused with 423 (RFC 3261
+	// §10.3 step 7); longer than MaxExpires (3600 s) is shortened.
+	DefaultExpires, MinExpires, MaxExpires time.Duration
+	// NonceTTL is how long a digest challenge stays valid (default 5 min).
+	NonceTTL time.Duration
+}
+
+// Server is the SIP side of sealpostd.
+type Server struct {
+	o       Options
+	ua      *sipgo.UserAgent
+	srv     *sipgo.Server
+	client  *sipgo.Client
+	digest  *auth.Digester
+	closing sync.Once
+}
+
+// errDialRefused is what the disabled dialer returns: the server only uses
+// connections that devices opened.
+var errDialRefused = errors.New("sealpost never dials a device")
+
+// New builds the SIP server; call Serve with a listener.
+func New(o Options) (*Server, error) {
+	if o.DefaultExpires == 0 {
+		o.DefaultExpires = 600 * time.Second
+	}
+	if o.MinExpires == 0 {
+		o.MinExpires = 60 * time.Second
+	}
+	if o.MaxExpires == 0 {
+		o.MaxExpires = 3600 * time.Second
+	}
+	if o.NonceTTL == 0 {
+		o.NonceTTL = 5 * time.Minute
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	// sipgo logs whole SIP messages at debug level, bodies included; message
+	// text must never reach a log, so its logger stops at warnings.
+	sipLog := slog.New(levelFloor{o.Log.Handler(), slog.LevelWarn})
+	noDial := func(laddr net.Addr) net.Dialer {
+		return net.Dialer{Control: func(string, string, syscall.RawConn) error { return errDialRefused }}
+	}
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent(o.Domain),
+		sipgo.WithUserAgentHostname(o.Domain),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerLogger(sipLog),
+			sip.WithTransportLayerTransports(sip.TransportsConfig{
+				TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{DialerCreate: noDial}},
+				TCP: &sip.TransportTCP{DialerCreate: noDial},
+			}),
+		),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(sipLog),
+			sip.WithTransactionLayerTerminateOnConnClose(),
+		),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sip user agent: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(sipLog))
+	if err != nil {
+		return nil, err
+	}
+	client, err := sipgo.NewClient(ua, sipgo.WithClientLogger(sipLog), sipgo.WithClientHostname(o.Domain))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{o: o, ua: ua, srv: srv, client: client, digest: auth.NewDigester(o.Domain, o.Clock, o.NonceTTL)}
+	srv.OnRegister(s.onRegister)
+	srv.OnMessage(s.onMessage)
+	srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		s.respond(tx, req, 200, "OK")
+	})
+	return s, nil
+}
+
+// Serve accepts TLS connections from l (a plain TCP listener; Serve adds
+// TLS) until l is closed.
+func (s *Server) Serve(l net.Listener) error {
+	tl := tls.NewListener(&trackingListener{Listener: l, closed: s.connectionClosed}, s.o.TLSConfig)
+	err := s.srv.ServeTLS(tl)
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close closes every connection and the transaction layer.
+func (s *Server) Close() error {
+	var err error
+	s.closing.Do(func() { err = s.ua.Close() })
+	return err
+}
+
+func (s *Server) connectionClosed(remote string) {
+	s.o.Registrar.ConnectionClosed(remote)
+}
+
+func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
+		s.o.Log.Debug("sip response not sent", "code", code, "err", err)
+	}
+}
+
+// levelFloor drops records below a level, whatever the wrapped handler's
+// own level is.
+type levelFloor struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+func (h levelFloor) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFloor{h.Handler.WithAttrs(a), h.min}
+}
+func (h levelFloor) WithGroup(n string) slog.Handler {
+	return levelFloor{h.Handler.WithGroup(n), h.min}
+}
