@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sealpost/sealpost/internal/server"
+)
+
+// config is the one source of truth for sealpostd's settings: every field
+// is a flag, a SEALPOST_* environment variable (the flag name in upper case,
+// dashes as underscores) and a line of the optional config file.
+// Precedence: flag, then environment, then config file, then default.
+type config struct {
+	Data          string
+	HTTPS         string
+	SIP           string
+	Admin         string
+	Domain        string
+	Cert          string
+	Key           string
+	Store         string
+	Expiry        time.Duration
+	Retries       int
+	RetryInterval time.Duration
+	MaxPending    int
+	KeyPeriod     time.Duration
+	TokenTTL      time.Duration
+	LogLevel      string
+}
+
+type setting struct {
+	name, help string
+	bind       func(fs *flag.FlagSet)
+}
+
+func (c *config) settings() []setting {
+	return []setting{
+		{"data", "data folder: master key, certificate, embedded store", func(fs *flag.FlagSet) { fs.StringVar(&c.Data, "data", "./sealpost-data", "") }},
+		{"https", "HTTPS API listen address", func(fs *flag.FlagSet) { fs.StringVar(&c.HTTPS, "https", ":8443", "") }},
+		{"sip", "SIP over TLS listen address", func(fs *flag.FlagSet) { fs.StringVar(&c.SIP, "sip", ":5061", "") }},
+		{"admin", "metrics and health listen address (off to disable)", func(fs *flag.FlagSet) { fs.StringVar(&c.Admin, "admin", "127.0.0.1:9090", "") }},
+		{"domain", "SIP domain and digest realm (AOR sip:NAME@DOMAIN); changing it requires setting every password again", func(fs *flag.FlagSet) { fs.StringVar(&c.Domain, "domain", "localhost", "") }},
+		{"cert", "TLS certificate file (PEM); with --key. Default: self-signed in the data folder", func(fs *flag.FlagSet) { fs.StringVar(&c.Cert, "cert", "", "") }},
+		{"key", "TLS private key file (PEM)", func(fs *flag.FlagSet) { fs.StringVar(&c.Key, "key", "", "") }},
+		{"store", "message store URL; empty for the embedded SQLite in the data folder", func(fs *flag.FlagSet) { fs.StringVar(&c.Store, "store", "", "") }},
+		{"expiry", "how long an undelivered message is kept", func(fs *flag.FlagSet) { fs.DurationVar(&c.Expiry, "expiry", 72*time.Hour, "") }},
+		{"retries", "delivery retries while the device stays registered", func(fs *flag.FlagSet) { fs.IntVar(&c.Retries, "retries", 5, "") }},
+		{"retry-interval", "time between those retries", func(fs *flag.FlagSet) { fs.DurationVar(&c.RetryInterval, "retry-interval", 30*time.Second, "") }},
+		{"max-pending", "messages that may wait for one recipient; more are refused with 429", func(fs *flag.FlagSet) { fs.IntVar(&c.MaxPending, "max-pending", 1000, "") }},
+		{"key-period", "span of expiry times that share one data key (shredded together)", func(fs *flag.FlagSet) { fs.DurationVar(&c.KeyPeriod, "key-period", time.Hour, "") }},
+		{"token-ttl", "lifetime of an API bearer token", func(fs *flag.FlagSet) { fs.DurationVar(&c.TokenTTL, "token-ttl", 30*24*time.Hour, "") }},
+		{"log-level", "debug, info, warn or error", func(fs *flag.FlagSet) { fs.StringVar(&c.LogLevel, "log-level", "info", "") }},
+	}
+}
+
+// bind registers every setting on fs, with its help text.
+func (c *config) bind(fs *flag.FlagSet) {
+	for _, s := range c.settings() {
+		s.bind(fs)
+		fs.Lookup(s.name).Usage = s.help + " (env SEALPOST_" + envName(s.name) + ")"
+	}
+}
+
+func envName(flagName string) string {
+	return strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnvAndFile fills the settings not given as flags from the
+// environment, then from the config file (if any).
+func applyEnvAndFile(fs *flag.FlagSet, configFile string, getenv func(string) string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	fromFile := map[string]string{}
+	if configFile != "" {
+		f, err := os.Open(configFile)
+		if err != nil {
+			return fmt.Errorf("config file: %w", err)
+		}
+		defer f.Close()
+		fromFile, err = parseConfigFile(f)
+		if err != nil {
+			return fmt.Errorf("config file %s: %w", configFile, err)
+		}
+	}
+	for name := range fromFile {
+		if fs.Lookup(name) == nil || name == "config" {
+			return fmt.Errorf("config file %s: unknown setting %q", configFile, name)
+		}
+	}
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil || f.Name == "config" {
+			return
+		}
+		v, ok := getenv("SEALPOST_"+envName(f.Name)), true
+		if v == "" {
+			v, ok = fromFile[f.Name]
+		}
+		if ok && v != "" {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("setting %s=%q: %v", f.Name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+// parseConfigFile reads "name = value" lines; # starts a comment.
+func parseConfigFile(r io.Reader) (map[string]string, error) {
+	out := map[string]string{}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("line %d: want name = value", n)
+		}
+		out[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"`)
+	}
+	return out, sc.Err()
+}
+
+// writeExample prints a commented config file with every setting at its
+// default, generated from the settings table so it never goes stale.
+func (c *config) writeExample(w io.Writer) {
+	fs := flag.NewFlagSet("example", flag.ContinueOnError)
+	var d config
+	d.bind(fs)
+	fmt.Fprintln(w, "# sealpostd configuration (sealpostd --config FILE). Flags and SEALPOST_* variables override it.")
+	for _, s := range d.settings() {
+		f := fs.Lookup(s.name)
+		fmt.Fprintf(w, "\n# %s\n# %s = %s\n", f.Usage, s.name, f.DefValue)
+	}
+}
+
+func (c *config) serverOptions() server.Options {
+	return server.Options{
+		DataDir: c.Data, HTTPSAddr: c.HTTPS, SIPAddr: c.SIP, AdminAddr: c.Admin, Domain: c.Domain,
+		CertFile: c.Cert, KeyFile: c.Key, StoreURL: c.Store,
+		Expiry: c.Expiry, Retries: c.Retries, RetryInterval: c.RetryInterval, MaxPending: c.MaxPending,
+		KeyPeriod: c.KeyPeriod, TokenTTL: c.TokenTTL,
+	}
+}
