@@ -1,0 +1,228 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sealpost/sealpost/internal/store"
+	"github.com/sealpost/sealpost/message"
+)
+
+// Submit durably stores m (status enqueued) and returns it with Seq set. A
+// message with the same (From, ID) is returned as it is, created=false, even
+// when the mailbox is now full: the retry of an accepted message must not be
+// refused. The mailbox bound counts earlier messages of the same batch,
+// because every op of a batch sees the writes of the ops before it. It
+// returns only after the batch holding the write has committed durably.
+func (s *Store) Submit(ctx context.Context, m store.Message, maxPending int) (store.Message, bool, error) {
+	var stored store.Message
+	var created bool
+	err := s.do(ctx, false, func(w *writer) error {
+		existing, err := scanMessage(w.messageByID.QueryRowContext(w.ctx, m.From, m.ID))
+		if err == nil {
+			stored, created = existing, false
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlite store: looking up message %s from %q: %w", m.ID, m.From, err)
+		}
+		if maxPending > 0 {
+			var n int
+			err := w.mailboxCount.QueryRowContext(w.ctx, m.To).Scan(&n)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("sqlite store: counting mailbox of %q: %w", m.To, err)
+			}
+			if n >= maxPending {
+				return fmt.Errorf("sqlite store: %q has %d pending messages (bound %d): %w", m.To, n, maxPending, store.ErrMailboxFull)
+			}
+		}
+		res, err := w.insertMessage.ExecContext(w.ctx, m.From, m.ID, m.To, m.Sealed, m.KeyPeriod,
+			encTime(m.SubmittedAt), encTime(m.ExpiresAt), m.Attempts, encTime(m.NextAttempt), m.LastError)
+		if err != nil {
+			return fmt.Errorf("sqlite store: storing message %s from %q: %w", m.ID, m.From, err)
+		}
+		seq, err := res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("sqlite store: storing message %s from %q: %w", m.ID, m.From, err)
+		}
+		if _, err := w.incMailbox.ExecContext(w.ctx, m.To); err != nil {
+			return fmt.Errorf("sqlite store: counting message %s into mailbox of %q: %w", m.ID, m.To, err)
+		}
+		stored = m
+		stored.Seq = seq
+		stored.Status = message.Enqueued
+		stored.SubmittedAt, stored.ExpiresAt = norm(m.SubmittedAt), norm(m.ExpiresAt)
+		stored.DeliveredAt = time.Time{}
+		stored.NextAttempt = norm(m.NextAttempt)
+		created = true
+		return nil
+	})
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	return stored, created, nil
+}
+
+// Message returns the message (From, ID) with its sealed text, if any.
+func (s *Store) Message(ctx context.Context, from, id string) (store.Message, error) {
+	m, err := scanMessage(s.rs.message.QueryRowContext(ctx, from, id))
+	if err != nil {
+		return store.Message{}, notFound(err, fmt.Sprintf("message %s from %q", id, from))
+	}
+	return m, nil
+}
+
+// Pending returns up to limit (<= 0: all) enqueued messages for the
+// recipient in Seq order, with their sealed text.
+func (s *Store) Pending(ctx context.Context, to string, limit int) ([]store.Message, error) {
+	out, err := scanMessages(s.rs.pending.QueryContext(ctx, to, limitArg(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: listing pending messages for %q: %w", to, err)
+	}
+	return out, nil
+}
+
+// PendingRecipients lists, in name order, the accounts that have enqueued
+// messages or reports waiting for them.
+func (s *Store) PendingRecipients(ctx context.Context) ([]string, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT account FROM mailboxes WHERE pending > 0
+		UNION SELECT to_acct FROM reports ORDER BY 1`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: listing pending recipients: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var a string
+		if err := rows.Scan(&a); err != nil {
+			return nil, fmt.Errorf("sqlite store: listing pending recipients: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite store: listing pending recipients: %w", err)
+	}
+	return out, nil
+}
+
+// CountPending returns the number of enqueued messages for all recipients.
+func (s *Store) CountPending(ctx context.Context) (int, error) {
+	var n int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT coalesce(sum(pending), 0) FROM mailboxes").Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite store: counting pending messages: %w", err)
+	}
+	return n, nil
+}
+
+// RecordAttempt stores the delivery bookkeeping of an enqueued message.
+func (s *Store) RecordAttempt(ctx context.Context, from, id string, attempts int, next time.Time, lastErr string) error {
+	return s.do(ctx, false, func(w *writer) error {
+		return affected(fmt.Sprintf("recording attempt of enqueued message %s from %q", id, from))(
+			w.recordAttempt.ExecContext(w.ctx, attempts, encTime(next), lastErr, from, id))
+	})
+}
+
+// MarkDelivered sets the message delivered, deletes its sealed text (which
+// secure_delete overwrites in the page) and queues a Delivered report for
+// the sender, all in one transaction. The report waits as long as the
+// message was allowed to wait.
+func (s *Store) MarkDelivered(ctx context.Context, from, id string, at time.Time) error {
+	return s.do(ctx, false, func(w *writer) error {
+		var to string
+		var submitted, expires int64
+		err := w.markDelivered.QueryRowContext(w.ctx, encTime(at), from, id).Scan(&to, &submitted, &expires)
+		if err != nil {
+			return notFound(err, fmt.Sprintf("marking enqueued message %s from %q delivered", id, from))
+		}
+		if _, err := w.decMailbox.ExecContext(w.ctx, 1, to); err != nil {
+			return fmt.Errorf("sqlite store: counting delivered message %s out of mailbox of %q: %w", id, to, err)
+		}
+		lifetime := time.Duration(expires - submitted)
+		if _, err := w.insertReport.ExecContext(w.ctx, from, id, to, string(message.Delivered),
+			encTime(at), encTime(at.Add(lifetime))); err != nil {
+			return fmt.Errorf("sqlite store: queueing delivery report of message %s for %q: %w", id, from, err)
+		}
+		return nil
+	})
+}
+
+// ExpireDue expires every enqueued message with ExpiresAt <= now: status
+// expired, sealed text deleted, an Expired report queued for its sender
+// (At is when the message expired; the report then waits as long as the
+// message could, counted from now, so a sweep that runs late still tells the
+// sender). Reports with ExpiresAt <= now are deleted. The expired messages
+// are returned in Seq order, without text.
+func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]store.Message, error) {
+	var expired []store.Message
+	err := s.do(ctx, false, func(w *writer) error {
+		expired = nil
+		nowN := encTime(now)
+		list, err := scanMessages(w.conn.QueryContext(w.ctx, `UPDATE messages
+			SET status = 'expired', sealed = NULL, key_period = 0
+			WHERE status = 'enqueued' AND expires_at <= ?
+			RETURNING `+messageColsNoText, nowN))
+		if err != nil {
+			return fmt.Errorf("sqlite store: expiring messages due by %v: %w", now, err)
+		}
+		slices.SortFunc(list, func(a, b store.Message) int { return cmp.Compare(a.Seq, b.Seq) })
+		perMailbox := map[string]int{}
+		for _, m := range list {
+			perMailbox[m.To]++
+			lifetime := m.ExpiresAt.Sub(m.SubmittedAt)
+			if _, err := w.insertReport.ExecContext(w.ctx, m.From, m.ID, m.To, string(message.Expired),
+				encTime(m.ExpiresAt), encTime(now.Add(lifetime))); err != nil {
+				return fmt.Errorf("sqlite store: queueing expiry report of message %s for %q: %w", m.ID, m.From, err)
+			}
+		}
+		for to, n := range perMailbox {
+			if _, err := w.decMailbox.ExecContext(w.ctx, n, to); err != nil {
+				return fmt.Errorf("sqlite store: counting %d expired messages out of mailbox of %q: %w", n, to, err)
+			}
+		}
+		if _, err := w.conn.ExecContext(w.ctx, "DELETE FROM reports WHERE expires_at <= ?", nowN); err != nil {
+			return fmt.Errorf("sqlite store: deleting reports expired by %v: %w", now, err)
+		}
+		expired = list
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return expired, nil
+}
+
+// Messages lists messages for the operator, newest first, never with their
+// sealed text.
+func (s *Store) Messages(ctx context.Context, f store.MessageFilter) ([]store.Message, error) {
+	var where []string
+	var args []any
+	if f.Account != "" {
+		where = append(where, "(from_acct = ? OR to_acct = ?)")
+		args = append(args, f.Account, f.Account)
+	}
+	if f.Status != "" {
+		where = append(where, "status = ?")
+		args = append(args, string(f.Status))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	q := "SELECT " + messageColsNoText + " FROM messages"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY seq DESC LIMIT ?"
+	args = append(args, limit)
+	out, err := scanMessages(s.rdb.QueryContext(ctx, q, args...))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: listing messages: %w", err)
+	}
+	return out, nil
+}

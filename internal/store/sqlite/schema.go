@@ -1,0 +1,135 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations[i] brings the schema from version i to version i+1; the version
+// is kept in PRAGMA user_version. Append only: never edit a released step.
+//
+// Times are INTEGER Unix nanoseconds, 0 for the zero time, so they compare
+// and index as numbers and round-trip exactly.
+var migrations = []string{
+	// 1: the first schema.
+	`
+CREATE TABLE accounts (
+	name          TEXT PRIMARY KEY,
+	password_hash TEXT NOT NULL,
+	sip_secrets   BLOB,
+	created_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE tokens (
+	hash       BLOB PRIMARY KEY,
+	account    TEXT NOT NULL REFERENCES accounts (name) ON DELETE CASCADE,
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX tokens_account ON tokens (account);
+
+-- seq is the rowid. Senders and recipients are not foreign keys: the server
+-- checks that the recipient exists, and DeleteAccount removes an account's
+-- messages itself.
+CREATE TABLE messages (
+	seq          INTEGER PRIMARY KEY,
+	from_acct    TEXT NOT NULL,
+	id           TEXT NOT NULL,
+	to_acct      TEXT NOT NULL,
+	sealed       BLOB,
+	key_period   INTEGER NOT NULL,
+	status       TEXT NOT NULL,
+	submitted_at INTEGER NOT NULL,
+	expires_at   INTEGER NOT NULL,
+	delivered_at INTEGER NOT NULL,
+	attempts     INTEGER NOT NULL,
+	next_attempt INTEGER NOT NULL,
+	last_error   TEXT NOT NULL
+);
+-- (from, id) is the idempotency key of Submit.
+CREATE UNIQUE INDEX messages_from_id ON messages (from_acct, id);
+-- The partial indexes hold only what the delivery scheduler and the expiry
+-- sweep look at, so they stay small however long the history grows.
+CREATE INDEX messages_pending ON messages (to_acct, seq) WHERE status = 'enqueued';
+CREATE INDEX messages_due ON messages (expires_at) WHERE status = 'enqueued';
+CREATE INDEX messages_to ON messages (to_acct, seq);
+
+-- mailboxes counts enqueued messages per recipient, kept in the same
+-- transactions that change a message's status, so the mailbox bound of
+-- Submit and CountPending cost one row read, not an index scan.
+CREATE TABLE mailboxes (
+	account TEXT PRIMARY KEY,
+	pending INTEGER NOT NULL CHECK (pending >= 0)
+) WITHOUT ROWID;
+
+-- AUTOINCREMENT: a report's seq is handed to the forwarder and deleted by
+-- it later, so a seq must never be reused for another report.
+CREATE TABLE reports (
+	seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+	to_acct      TEXT NOT NULL,
+	message_id   TEXT NOT NULL,
+	recipient    TEXT NOT NULL,
+	status       TEXT NOT NULL,
+	at           INTEGER NOT NULL,
+	expires_at   INTEGER NOT NULL,
+	attempts     INTEGER NOT NULL,
+	next_attempt INTEGER NOT NULL
+);
+CREATE INDEX reports_to ON reports (to_acct, seq);
+CREATE INDEX reports_due ON reports (expires_at);
+CREATE INDEX reports_recipient ON reports (recipient);
+
+CREATE TABLE data_keys (
+	period  INTEGER PRIMARY KEY,
+	wrapped BLOB NOT NULL
+);
+`,
+}
+
+// SchemaVersion is the schema version this build writes.
+var SchemaVersion = len(migrations)
+
+// migrate brings the database to SchemaVersion in one transaction per step.
+// A database written by a newer build is refused rather than misread. The
+// transactions are IMMEDIATE so that two processes opening a fresh file at
+// once take turns instead of both migrating.
+func migrate(ctx context.Context, conn *sql.Conn) error {
+	for {
+		done, err := migrateStep(ctx, conn)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func migrateStep(ctx context.Context, conn *sql.Conn) (done bool, err error) {
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return false, fmt.Errorf("starting schema migration: %w", err)
+	}
+	defer func() {
+		if err != nil || done {
+			conn.ExecContext(ctx, "ROLLBACK")
+		}
+	}()
+	var v int
+	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return false, fmt.Errorf("reading schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return false, fmt.Errorf("schema version %d is newer than this build supports (%d); run a newer sealpostd", v, len(migrations))
+	}
+	if v == len(migrations) {
+		return true, nil
+	}
+	if _, err := conn.ExecContext(ctx, migrations[v]); err != nil {
+		return false, fmt.Errorf("migrating schema from version %d to %d: %w", v, v+1, err)
+	}
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+		return false, fmt.Errorf("recording schema version %d: %w", v+1, err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return false, fmt.Errorf("committing schema version %d: %w", v+1, err)
+	}
+	return false, nil
+}

@@ -1,0 +1,295 @@
+// Package sqlite is the embedded store.Store backend: one SQLite file in the
+// server's data folder, written through a single group-commit writer.
+//
+// Life cycle: Open creates the file (0600), applies the schema migrations
+// recorded in PRAGMA user_version, and starts one writer goroutine. Every
+// write (Submit, MarkDelivered, …) is queued to that goroutine, which runs
+// all writes waiting at that moment (up to Options.MaxBatch) in one
+// transaction, each inside its own SAVEPOINT, commits once with a full fsync
+// (synchronous=FULL), and only then answers every caller. One operation's
+// failure (ErrMailboxFull, ErrExists, ErrNotFound) rolls back only its own
+// savepoint; a failed commit fails every operation of the batch and nothing
+// of it is written. Reads run on a separate pool of read-only connections,
+// concurrently with the writer (WAL mode). Close commits and answers every
+// write already queued, then refuses new ones with ErrClosed.
+//
+// Shredding: secure_delete is on, so deleted sealed text and data keys are
+// overwritten in the database pages; their old page images in the -wal file
+// are removed by Checkpoint, which DeleteDataKeys runs after destroying keys.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/sealpost/sealpost/internal/store"
+)
+
+// ErrClosed is returned by writes made after Close.
+var ErrClosed = errors.New("sqlite store: closed; the write was not made")
+
+// Options tune the store. The zero value is the production setting.
+type Options struct {
+	// MaxBatch bounds how many write operations share one transaction and
+	// so one fsync (group commit). Larger batches raise throughput under
+	// load but make every caller of the batch wait for the whole batch.
+	// 0 means 256.
+	MaxBatch int
+	// QueueLen is how many write operations may wait for the writer before
+	// callers block; it lets a full next batch gather while the current one
+	// commits. 0 means 4 × MaxBatch.
+	QueueLen int
+	// ReadConns is the number of read connections. 0 means
+	// max(4, 2 × GOMAXPROCS).
+	ReadConns int
+	// BusyTimeout is how long a connection waits for a lock held by another
+	// process or by a checkpoint before it fails. 0 means 5 s.
+	BusyTimeout time.Duration
+	// Logger receives operational problems (never message text); nil
+	// discards them.
+	Logger *slog.Logger
+
+	// onBatch, set only by this package's tests, is called by the writer
+	// goroutine with the size of every batch after it is answered.
+	onBatch func(size int)
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 256
+	}
+	if o.QueueLen <= 0 {
+		o.QueueLen = 4 * o.MaxBatch
+	}
+	if o.ReadConns <= 0 {
+		o.ReadConns = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Store is the SQLite backend. Its methods are safe for concurrent use.
+type Store struct {
+	path string
+	opts Options
+	log  *slog.Logger
+
+	wdb *sql.DB // one connection, used only by the writer goroutine
+	w   *writer
+	rdb *sql.DB // read-only pool
+	rs  readStmts
+
+	ops  chan *op      // writes waiting for the writer goroutine
+	done chan struct{} // closed when the writer goroutine has exited
+
+	// mu is held shared while an op is queued and exclusively by Close, so
+	// that Close never closes ops while a sender is using it.
+	mu     sync.RWMutex
+	closed bool // guarded by mu
+}
+
+// Open opens (creating if needed) the database at path and starts its
+// writer. The caller owns the folder; the database file and its -wal and
+// -shm companions are made 0600 here whatever the folder or umask allow,
+// because they hold wrapped data keys, password hashes and sealed text.
+func Open(path string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: resolving path %q: %w", path, err)
+	}
+	// Create the file ourselves so that it is never, even briefly, readable
+	// by others; an existing file is tightened to 0600.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: creating database file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("sqlite store: creating database file: %w", err)
+	}
+	if err := os.Chmod(abs, 0o600); err != nil {
+		return nil, fmt.Errorf("sqlite store: making database file 0600: %w", err)
+	}
+
+	s := &Store{
+		path: abs,
+		opts: opts,
+		log:  opts.Logger,
+		ops:  make(chan *op, opts.QueueLen),
+		done: make(chan struct{}),
+	}
+	if err := s.openWriter(); err != nil {
+		return nil, err
+	}
+	if err := s.openReaders(); err != nil {
+		s.w.close()
+		s.wdb.Close()
+		return nil, err
+	}
+	// SQLite creates -wal and -shm with the mode of the database file, but
+	// a file left by an older run may be looser: tighten whatever exists.
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Chmod(abs+suffix, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.w.close()
+			s.wdb.Close()
+			s.rdb.Close()
+			return nil, fmt.Errorf("sqlite store: making %s 0600: %w", abs+suffix, err)
+		}
+	}
+	go s.run()
+	return s, nil
+}
+
+// dsn builds the driver's data source name. The _pragma parameters are run by
+// the driver on every new connection, so a connection the pool reopens gets
+// the same settings.
+func (s *Store) dsn(pragmas ...string) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", s.opts.BusyTimeout.Milliseconds()))
+	// Temporary files (sorts, statement journals) stay in memory so that no
+	// sealed text is spilled into a file outside the database.
+	q.Add("_pragma", "temp_store(MEMORY)")
+	q.Add("_pragma", "secure_delete(ON)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	u := url.URL{Scheme: "file", Path: s.path}
+	return u.String() + "?" + q.Encode()
+}
+
+func (s *Store) openWriter() error {
+	db, err := sql.Open("sqlite", s.dsn(
+		"journal_mode(WAL)",
+		// FULL: every commit is fsynced before any caller of its batch
+		// is answered; a 202 must survive a power cut.
+		"synchronous(FULL)",
+		// After a checkpoint resets the WAL, shrink it back so a burst
+		// does not leave a huge file (holding old page images) behind.
+		"journal_size_limit(67108864)",
+	))
+	if err != nil {
+		return fmt.Errorf("sqlite store: opening %s: %w", s.path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("sqlite store: opening %s: %w", s.path, err)
+	}
+	var mode string
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		conn.Close()
+		db.Close()
+		return fmt.Errorf("sqlite store: reading journal mode of %s: %w", s.path, err)
+	}
+	if mode != "wal" {
+		conn.Close()
+		db.Close()
+		return fmt.Errorf("sqlite store: %s is in journal mode %q, not WAL (is it on a file system without shared memory?)", s.path, mode)
+	}
+	if err := migrate(ctx, conn); err != nil {
+		conn.Close()
+		db.Close()
+		return fmt.Errorf("sqlite store: %s: %w", s.path, err)
+	}
+	w, err := newWriter(ctx, conn)
+	if err != nil {
+		conn.Close()
+		db.Close()
+		return err
+	}
+	s.wdb, s.w = db, w
+	return nil
+}
+
+func (s *Store) openReaders() error {
+	db, err := sql.Open("sqlite", s.dsn("query_only(ON)"))
+	if err != nil {
+		return fmt.Errorf("sqlite store: opening read pool on %s: %w", s.path, err)
+	}
+	db.SetMaxOpenConns(s.opts.ReadConns)
+	db.SetMaxIdleConns(s.opts.ReadConns)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	if err := s.rs.prepare(context.Background(), db); err != nil {
+		db.Close()
+		return err
+	}
+	s.rdb = db
+	return nil
+}
+
+// Ping reports whether a read and the writer both work.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite store: read pool unavailable: %w", err)
+	}
+	var one int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT 1 FROM sqlite_schema LIMIT 1").Scan(&one); err != nil {
+		return fmt.Errorf("sqlite store: reading schema: %w", err)
+	}
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close commits and answers every write already queued, stops the writer,
+// and closes the database. Writes after Close fail with ErrClosed. Close is
+// idempotent.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.ops)
+	s.mu.Unlock()
+	<-s.done
+	return errors.Join(s.w.close(), s.wdb.Close(), s.rs.close(), s.rdb.Close())
+}
+
+// Checkpoint copies the whole WAL into the database file and truncates the
+// WAL to zero bytes (wal_checkpoint(TRUNCATE)), so that old page images that
+// held deleted sealed text or data keys are no longer on disk in the -wal
+// file. It waits (up to BusyTimeout) for readers of old snapshots to finish.
+func (s *Store) Checkpoint(ctx context.Context) error {
+	return s.do(ctx, true, func(w *writer) error {
+		var busy, logFrames, done int
+		if err := w.conn.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
+			return fmt.Errorf("sqlite store: checkpoint: %w", err)
+		}
+		if busy != 0 {
+			return fmt.Errorf("sqlite store: checkpoint incomplete: readers kept %d of %d WAL frames in use", logFrames-done, logFrames)
+		}
+		return nil
+	})
+}
+
+var _ store.Store = (*Store)(nil)

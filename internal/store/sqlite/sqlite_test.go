@@ -1,0 +1,477 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/internal/store"
+	"github.com/sealpost/sealpost/internal/store/storetest"
+)
+
+var t0 = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
+
+func openAt(t testing.TB, path string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func openTemp(t testing.TB, opts Options) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sealpost.db")
+	return openAt(t, path, opts), path
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, _ := openTemp(t, Options{})
+		return s
+	})
+}
+
+func testMsg(from, to string, n int, sealed []byte) store.Message {
+	return store.Message{
+		ID:          fmt.Sprintf("%08x-0000-4000-8000-000000000000", n),
+		From:        from,
+		To:          to,
+		Sealed:      sealed,
+		KeyPeriod:   7,
+		SubmittedAt: t0,
+		ExpiresAt:   t0.Add(72 * time.Hour),
+	}
+}
+
+// checkFor polls cond until it holds or the deadline passes.
+func checkFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func mode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("stat: %v", err)
+	}
+	return st.Mode().Perm()
+}
+
+func TestFileModes(t *testing.T) {
+	s, path := openTemp(t, Options{})
+	if err := s.CreateAccount(t.Context(), store.Account{Name: "alice", PasswordHash: "h", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if m := mode(t, p); m != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", filepath.Base(p), m)
+		}
+	}
+
+	t.Run("existing file is tightened", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "loose.db")
+		if err := os.WriteFile(path, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, 0o644); err != nil { // whatever the umask did
+			t.Fatal(err)
+		}
+		openAt(t, path, Options{})
+		if m := mode(t, path); m != 0o600 {
+			t.Errorf("a 0644 database file has mode %v after Open, want 0600", m)
+		}
+	})
+}
+
+func TestDataSurvivesReopen(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "sealpost.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAccount(ctx, store.Account{Name: "alice", PasswordHash: "h", SIPSecrets: []byte("sip"), CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := s.Submit(ctx, testMsg("alice", "bob", 1, []byte("sealed")), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutDataKey(ctx, 9, []byte("wrapped")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, _, err := s.Submit(ctx, testMsg("alice", "bob", 2, []byte("x")), 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("Submit after Close: %v, want ErrClosed", err)
+	}
+
+	s2 := openAt(t, path, Options{})
+	a, err := s2.Account(ctx, "alice")
+	if err != nil || string(a.SIPSecrets) != "sip" {
+		t.Errorf("account after reopen = %+v, %v", a, err)
+	}
+	got, err := s2.Message(ctx, "alice", m.ID)
+	if err != nil || got.Seq != m.Seq || string(got.Sealed) != "sealed" || !got.ExpiresAt.Equal(m.ExpiresAt) {
+		t.Errorf("message after reopen = %+v, %v; want %+v", got, err, m)
+	}
+	if k, err := s2.DataKey(ctx, 9); err != nil || string(k) != "wrapped" {
+		t.Errorf("data key after reopen = %q, %v", k, err)
+	}
+	// The mailbox count survives too.
+	if _, _, err := s2.Submit(ctx, testMsg("carol", "bob", 3, []byte("x")), 1); !errors.Is(err, store.ErrMailboxFull) {
+		t.Errorf("Submit into a mailbox full before the restart: %v, want ErrMailboxFull", err)
+	}
+	var v int
+	if err := s2.rdb.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != SchemaVersion {
+		t.Errorf("user_version = %d, %v; want %d", v, err, SchemaVersion)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sealpost.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion+1)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err = Open(path, Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open accepted a database from a newer build")
+	}
+	if !bytes.Contains([]byte(err.Error()), []byte("newer")) {
+		t.Errorf("error does not say the schema is newer: %v", err)
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	// The writer connection is the one whose settings make writes durable
+	// and deletions secure; read them there.
+	want := map[string]int{"synchronous": 2, "secure_delete": 1, "foreign_keys": 1, "temp_store": 2}
+	for name, w := range want {
+		var got int
+		err := s.do(t.Context(), true, func(wr *writer) error {
+			return wr.conn.QueryRowContext(wr.ctx, "PRAGMA "+name).Scan(&got)
+		})
+		if err != nil || got != w {
+			t.Errorf("PRAGMA %s = %d, %v; want %d", name, got, err, w)
+		}
+	}
+	var jm string
+	if err := s.rdb.QueryRow("PRAGMA journal_mode").Scan(&jm); err != nil || jm != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", jm, err)
+	}
+}
+
+// blockWriter parks the writer goroutine in a solo op until the returned
+// release is called, so that the test can queue ops that then run as one
+// batch.
+func blockWriter(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	parked, unpark := make(chan struct{}), make(chan struct{})
+	go s.do(context.Background(), true, func(*writer) error {
+		close(parked)
+		<-unpark
+		return nil
+	})
+	<-parked
+	var once sync.Once
+	release = func() { once.Do(func() { close(unpark) }) }
+	t.Cleanup(release)
+	return release
+}
+
+func TestBatchIsolatesFailures(t *testing.T) {
+	ctx := t.Context()
+	var mu sync.Mutex
+	var sizes []int
+	s, _ := openTemp(t, Options{onBatch: func(n int) {
+		mu.Lock()
+		sizes = append(sizes, n)
+		mu.Unlock()
+	}})
+	release := blockWriter(t, s)
+
+	type result struct {
+		created bool
+		err     error
+	}
+	results := make([]result, 6)
+	var wg sync.WaitGroup
+	queue := func(i int, f func() (bool, error)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := f()
+			results[i] = result{c, err}
+		}()
+		// Queue in a known order: wait until this op is in the channel.
+		checkFor(t, fmt.Sprintf("op %d queued", i), func() bool { return len(s.ops) == i+1 })
+	}
+	submit := func(m store.Message) func() (bool, error) {
+		return func() (bool, error) {
+			_, c, err := s.Submit(ctx, m, 2)
+			return c, err
+		}
+	}
+	queue(0, submit(testMsg("alice", "bob", 1, []byte("one"))))
+	queue(1, submit(testMsg("carol", "bob", 2, []byte("two"))))
+	queue(2, submit(testMsg("dave", "bob", 3, []byte("three")))) // third in a mailbox of 2, counted within the batch
+	queue(3, func() (bool, error) { return false, s.MarkDelivered(ctx, "nobody", "none", t0) })
+	queue(4, submit(testMsg("alice", "bob", 1, []byte("retry")))) // sees op 0's uncommitted write
+	// An op that fails after writing: its savepoint must undo the write.
+	boom := errors.New("boom after a write")
+	queue(5, func() (bool, error) {
+		return false, s.do(ctx, false, func(w *writer) error {
+			if _, err := w.conn.ExecContext(w.ctx, "INSERT INTO accounts (name, password_hash, created_at) VALUES ('ghost', 'h', 0)"); err != nil {
+				return err
+			}
+			return boom
+		})
+	})
+	release()
+	wg.Wait()
+
+	if !results[0].created || results[0].err != nil || !results[1].created || results[1].err != nil {
+		t.Errorf("the two first submits = %+v %+v, want created", results[0], results[1])
+	}
+	if !errors.Is(results[2].err, store.ErrMailboxFull) {
+		t.Errorf("third submit into a mailbox of 2 in the same batch: %v, want ErrMailboxFull", results[2].err)
+	}
+	if !errors.Is(results[3].err, store.ErrNotFound) {
+		t.Errorf("MarkDelivered(unknown) in the batch: %v, want ErrNotFound", results[3].err)
+	}
+	if results[4].err != nil || results[4].created {
+		t.Errorf("retry in the same batch = %+v, want the existing message", results[4])
+	}
+	if !errors.Is(results[5].err, boom) {
+		t.Errorf("failing op: %v, want its own error", results[5].err)
+	}
+	if _, err := s.Account(ctx, "ghost"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the write of a failed op was committed with its batch: %v", err)
+	}
+	mu.Lock()
+	got := append([]int(nil), sizes...)
+	mu.Unlock()
+	if len(got) != 1 || got[0] != 6 {
+		t.Errorf("batches = %v, want one batch of 6", got)
+	}
+	p, err := s.Pending(ctx, "bob", 0)
+	if err != nil || len(p) != 2 || string(p[0].Sealed) != "one" || string(p[1].Sealed) != "two" {
+		t.Errorf("Pending(bob) = %d messages, %v; want one and two", len(p), err)
+	}
+	if _, err := s.Message(ctx, "dave", testMsg("", "", 3, nil).ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("refused message was written: %v", err)
+	}
+}
+
+func TestAbandonedWriteIsNotMade(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	release := blockWriter(t, s)
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	m := testMsg("alice", "bob", 1, []byte("x"))
+	go func() {
+		_, _, err := s.Submit(ctx, m, 0)
+		errc <- err
+	}()
+	checkFor(t, "submit queued", func() bool { return len(s.ops) == 1 })
+	cancel()
+	release()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Submit cancelled before it ran: %v, want context.Canceled", err)
+	}
+	if _, err := s.Message(t.Context(), m.From, m.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a write abandoned before it ran was made: %v", err)
+	}
+}
+
+// TestCloseDrains: every write answered nil before or during Close is
+// durable; every write refused with ErrClosed was not made.
+func TestCloseDrains(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sealpost.db")
+	s, err := Open(path, Options{MaxBatch: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	errs := make([]error, n)
+	var done sync.WaitGroup
+	var answered sync.WaitGroup
+	answered.Add(20)
+	for i := range n {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			_, _, errs[i] = s.Submit(ctx, testMsg(fmt.Sprintf("s%03d", i), "bob", i, []byte("x")), 0)
+			if i < 20 {
+				answered.Done()
+			}
+		}()
+	}
+	answered.Wait() // Close while the rest are queued or still arriving
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	done.Wait()
+
+	s2 := openAt(t, path, Options{})
+	var ok, refused int
+	for i, e := range errs {
+		_, err := s2.Message(ctx, fmt.Sprintf("s%03d", i), testMsg("", "", i, nil).ID)
+		switch {
+		case e == nil:
+			ok++
+			if err != nil {
+				t.Errorf("submit %d was answered nil but is not stored after reopen: %v", i, err)
+			}
+		case errors.Is(e, ErrClosed):
+			refused++
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("submit %d was refused with ErrClosed but is stored: %v", i, err)
+			}
+		default:
+			t.Errorf("submit %d: unexpected error %v", i, e)
+		}
+	}
+	t.Logf("%d submits committed, %d refused after Close", ok, refused)
+	if ok < 20 {
+		t.Errorf("only %d submits committed, want at least the 20 answered before Close", ok)
+	}
+}
+
+// TestSecureDelete: once a message is delivered or expired, its data key
+// destroyed, and the WAL checkpointed, none of their bytes is left in the
+// database or WAL file.
+func TestSecureDelete(t *testing.T) {
+	ctx := t.Context()
+	s, path := openTemp(t, Options{})
+	canary := func(tag string) []byte {
+		return bytes.Repeat([]byte("CANARY-"+tag+"-9f2c71e0-"), 8)
+	}
+	delivered, expired, key := canary("DELIVERED"), canary("EXPIRED"), canary("DATAKEY")
+	kept := canary("KEPT")
+
+	m1, _, err := s.Submit(ctx, testMsg("alice", "bob", 1, delivered), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := testMsg("alice", "carol", 2, expired)
+	short.ExpiresAt = t0.Add(time.Hour)
+	if _, _, err := s.Submit(ctx, short, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Submit(ctx, testMsg("dave", "bob", 3, kept), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutDataKey(ctx, 1, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutDataKey(ctx, 5, []byte("live key")); err != nil {
+		t.Fatal(err)
+	}
+
+	files := func() []byte {
+		var all []byte
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			b, err := os.ReadFile(path + suffix)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			all = append(all, b...)
+		}
+		return all
+	}
+	// The search must be able to fail: before the deletions every canary
+	// is on disk.
+	before := files()
+	for _, c := range [][]byte{delivered, expired, key, kept} {
+		if !bytes.Contains(before, c) {
+			t.Fatalf("canary %.20q not found on disk before deletion; the test cannot see what it checks", c)
+		}
+	}
+
+	if err := s.MarkDelivered(ctx, "alice", m1.ID, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.ExpireDue(ctx, t0.Add(time.Hour)); err != nil || len(got) != 1 {
+		t.Fatalf("ExpireDue = %d, %v; want 1", len(got), err)
+	}
+	if n, err := s.DeleteDataKeys(ctx, 2); err != nil || n != 1 {
+		t.Fatalf("DeleteDataKeys = %d, %v; want 1", n, err)
+	}
+	// DeleteDataKeys checkpoints by itself; run one more so the expired
+	// and delivered texts' old WAL frames are gone regardless.
+	if err := s.Checkpoint(ctx); err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	after := files()
+	for name, c := range map[string][]byte{"delivered text": delivered, "expired text": expired, "destroyed data key": key} {
+		if bytes.Contains(after, c) {
+			t.Errorf("the %s is still in the database files after deletion and checkpoint", name)
+		}
+	}
+	if !bytes.Contains(after, kept) {
+		t.Errorf("the text of a message still enqueued is missing from the database file")
+	}
+	if st, err := os.Stat(path + "-wal"); err == nil && st.Size() != 0 {
+		t.Errorf("WAL is %d bytes after a TRUNCATE checkpoint, want 0", st.Size())
+	}
+}
+
+func TestDeleteDataKeysCheckpoints(t *testing.T) {
+	ctx := t.Context()
+	s, path := openTemp(t, Options{})
+	key := bytes.Repeat([]byte("KEY-5e1d-"), 8)
+	if _, err := s.PutDataKey(ctx, 1, key); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DeleteDataKeys(ctx, 2); err != nil || n != 1 {
+		t.Fatalf("DeleteDataKeys = %d, %v", n, err)
+	}
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(path + suffix)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, key) {
+			t.Errorf("destroyed key still in %s right after DeleteDataKeys", filepath.Base(path+suffix))
+		}
+	}
+}

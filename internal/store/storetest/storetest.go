@@ -1,0 +1,1129 @@
+// Package storetest is the conformance suite of store.Store: every backend
+// runs Run against a fresh store and must pass it unchanged. It tests only
+// what the interface documents, so that any backend that passes serves
+// sealpostd equally well.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/internal/store"
+	"github.com/sealpost/sealpost/message"
+)
+
+// t0 is the fixed "now" of the suite: times are never taken from the wall
+// clock, so every time rule is tested exactly.
+var t0 = time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC)
+
+// lifetime is how long a message of the suite may wait (the server's default).
+const lifetime = 72 * time.Hour
+
+// Run runs the conformance suite. open must return a fresh, empty store for
+// the test and arrange (with t.Cleanup) for it to be closed.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Accounts", testAccounts},
+		{"DeleteAccountRemovesItsData", testDeleteAccount},
+		{"SetPasswordRevokesTokens", testSetPassword},
+		{"Tokens", testTokens},
+		{"SubmitStoresEveryField", testSubmit},
+		{"SubmitIsIdempotent", testSubmitIdempotent},
+		{"SubmitSameIDConcurrently", testSubmitSameIDConcurrent},
+		{"MailboxBound", testMailboxBound},
+		{"MailboxBoundConcurrent", testMailboxBoundConcurrent},
+		{"ConcurrentSubmits", testConcurrentSubmits},
+		{"PendingOrder", testPendingOrder},
+		{"RecordAttempt", testRecordAttempt},
+		{"MarkDelivered", testMarkDelivered},
+		{"ExpireDue", testExpireDue},
+		{"ExpireDueDeletesOldReports", testExpireReports},
+		{"PendingRecipients", testPendingRecipients},
+		{"CountPending", testCountPending},
+		{"MessagesListing", testMessages},
+		{"Reports", testReports},
+		{"DataKeys", testDataKeys},
+		{"PutDataKeyConcurrent", testPutDataKeyConcurrent},
+		{"Ping", func(t *testing.T, s store.Store) {
+			if err := s.Ping(t.Context()); err != nil {
+				t.Fatalf("Ping on a fresh store: %v", err)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+	}
+}
+
+// ---- helpers ----
+
+func id(n int) string { return fmt.Sprintf("%08x-0000-4000-8000-000000000000", n) }
+
+func addAccount(t *testing.T, s store.Store, name string) store.Account {
+	t.Helper()
+	a := store.Account{
+		Name:         name,
+		PasswordHash: "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$" + name,
+		SIPSecrets:   []byte("sealed-ha1-" + name),
+		CreatedAt:    t0,
+	}
+	if err := s.CreateAccount(t.Context(), a); err != nil {
+		t.Fatalf("CreateAccount(%q): %v", name, err)
+	}
+	return a
+}
+
+func addAccounts(t *testing.T, s store.Store, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		addAccount(t, s, n)
+	}
+}
+
+// msg builds a message submitted at t0+offset that may wait lifetime.
+func msg(from, to string, n int, offset time.Duration) store.Message {
+	return store.Message{
+		ID:          id(n),
+		From:        from,
+		To:          to,
+		Sealed:      []byte(fmt.Sprintf("sealed text %d from %s to %s", n, from, to)),
+		KeyPeriod:   int64(1000 + n),
+		SubmittedAt: t0.Add(offset),
+		ExpiresAt:   t0.Add(offset + lifetime),
+	}
+}
+
+func submit(t *testing.T, s store.Store, m store.Message, maxPending int) store.Message {
+	t.Helper()
+	got, created, err := s.Submit(t.Context(), m, maxPending)
+	if err != nil {
+		t.Fatalf("Submit(%s from %s to %s): %v", m.ID, m.From, m.To, err)
+	}
+	if !created {
+		t.Fatalf("Submit(%s from %s): created = false for a new message", m.ID, m.From)
+	}
+	return got
+}
+
+func getMessage(t *testing.T, s store.Store, from, id string) store.Message {
+	t.Helper()
+	m, err := s.Message(t.Context(), from, id)
+	if err != nil {
+		t.Fatalf("Message(%s, %s): %v", from, id, err)
+	}
+	return m
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+func wantTime(t *testing.T, what string, got, want time.Time) {
+	t.Helper()
+	if !got.Equal(want) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+// sameMessage compares every field; times with Equal, so a backend may
+// return them in any location.
+func sameMessage(t *testing.T, what string, got, want store.Message) {
+	t.Helper()
+	if got.ID != want.ID || got.From != want.From || got.To != want.To || got.Seq != want.Seq ||
+		got.KeyPeriod != want.KeyPeriod || got.Status != want.Status || !bytes.Equal(got.Sealed, want.Sealed) ||
+		got.Attempts != want.Attempts || got.LastError != want.LastError {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
+	}
+	wantTime(t, what+" SubmittedAt", got.SubmittedAt, want.SubmittedAt)
+	wantTime(t, what+" ExpiresAt", got.ExpiresAt, want.ExpiresAt)
+	wantTime(t, what+" DeliveredAt", got.DeliveredAt, want.DeliveredAt)
+	wantTime(t, what+" NextAttempt", got.NextAttempt, want.NextAttempt)
+}
+
+func seqs(ms []store.Message) []int64 {
+	var out []int64
+	for _, m := range ms {
+		out = append(out, m.Seq)
+	}
+	return out
+}
+
+func ids(ms []store.Message) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.From+"/"+m.ID)
+	}
+	return out
+}
+
+func pendingIDs(t *testing.T, s store.Store, to string, limit int) []string {
+	t.Helper()
+	ms, err := s.Pending(t.Context(), to, limit)
+	if err != nil {
+		t.Fatalf("Pending(%q): %v", to, err)
+	}
+	return ids(ms)
+}
+
+func countPending(t *testing.T, s store.Store) int {
+	t.Helper()
+	n, err := s.CountPending(t.Context())
+	if err != nil {
+		t.Fatalf("CountPending: %v", err)
+	}
+	return n
+}
+
+func reports(t *testing.T, s store.Store, to string) []store.Report {
+	t.Helper()
+	rs, err := s.PendingReports(t.Context(), to, 0)
+	if err != nil {
+		t.Fatalf("PendingReports(%q): %v", to, err)
+	}
+	return rs
+}
+
+func recipients(t *testing.T, s store.Store) []string {
+	t.Helper()
+	rs, err := s.PendingRecipients(t.Context())
+	if err != nil {
+		t.Fatalf("PendingRecipients: %v", err)
+	}
+	// The interface promises the set, not an order.
+	slices.Sort(rs)
+	return rs
+}
+
+// parallel runs f(i) for i in [0, n) on n goroutines and waits.
+func parallel(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(i)
+		}()
+	}
+	wg.Wait()
+}
+
+// ---- accounts and tokens ----
+
+func testAccounts(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if as, err := s.Accounts(ctx); err != nil || len(as) != 0 {
+		t.Fatalf("Accounts on an empty store = %v, %v; want none", as, err)
+	}
+	carol := addAccount(t, s, "carol")
+	alice := addAccount(t, s, "alice")
+	addAccount(t, s, "bob")
+
+	got, err := s.Account(ctx, "alice")
+	if err != nil {
+		t.Fatalf("Account(alice): %v", err)
+	}
+	if got.Name != alice.Name || got.PasswordHash != alice.PasswordHash || !bytes.Equal(got.SIPSecrets, alice.SIPSecrets) {
+		t.Errorf("Account(alice) = %+v, want %+v", got, alice)
+	}
+	wantTime(t, "alice CreatedAt", got.CreatedAt, alice.CreatedAt)
+
+	dup := carol
+	dup.PasswordHash = "other"
+	wantErr(t, "CreateAccount(carol) again", s.CreateAccount(ctx, dup), store.ErrExists)
+	if got, _ := s.Account(ctx, "carol"); got.PasswordHash != carol.PasswordHash {
+		t.Errorf("a refused CreateAccount changed carol's password hash to %q", got.PasswordHash)
+	}
+
+	_, err = s.Account(ctx, "nobody")
+	wantErr(t, "Account(nobody)", err, store.ErrNotFound)
+
+	as, err := s.Accounts(ctx)
+	if err != nil {
+		t.Fatalf("Accounts: %v", err)
+	}
+	var names []string
+	for _, a := range as {
+		names = append(names, a.Name)
+	}
+	if !slices.Equal(names, []string{"alice", "bob", "carol"}) {
+		t.Errorf("Accounts = %v, want [alice bob carol] (ordered by name)", names)
+	}
+
+	wantErr(t, "DeleteAccount(nobody)", s.DeleteAccount(ctx, "nobody"), store.ErrNotFound)
+	wantErr(t, "SetPassword(nobody)", s.SetPassword(ctx, "nobody", "h", nil), store.ErrNotFound)
+	if err := s.DeleteAccount(ctx, "carol"); err != nil {
+		t.Fatalf("DeleteAccount(carol): %v", err)
+	}
+	_, err = s.Account(ctx, "carol")
+	wantErr(t, "Account(carol) after delete", err, store.ErrNotFound)
+	wantErr(t, "DeleteAccount(carol) again", s.DeleteAccount(ctx, "carol"), store.ErrNotFound)
+	if as, _ := s.Accounts(ctx); len(as) != 2 {
+		t.Errorf("Accounts after deleting carol: %d accounts, want 2", len(as))
+	}
+	// The name is free again.
+	addAccount(t, s, "carol")
+}
+
+func testDeleteAccount(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addAccounts(t, s, "alice", "bob", "carol")
+	tok := store.Token{Hash: []byte("bob-token-hash-0123456789abcdef0"), Account: "bob", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	if err := s.AddToken(ctx, tok); err != nil {
+		t.Fatalf("AddToken: %v", err)
+	}
+	toBob := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	fromBob := submit(t, s, msg("bob", "carol", 2, time.Second), 0)
+	deliveredFromBob := submit(t, s, msg("bob", "carol", 3, 2*time.Second), 0)
+	if err := s.MarkDelivered(ctx, "bob", deliveredFromBob.ID, t0.Add(time.Minute)); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
+	}
+	unrelated := submit(t, s, msg("carol", "alice", 4, 3*time.Second), 0)
+	if len(reports(t, s, "bob")) != 1 {
+		t.Fatalf("bob should have one delivery report before the deletion")
+	}
+
+	if err := s.DeleteAccount(ctx, "bob"); err != nil {
+		t.Fatalf("DeleteAccount(bob): %v", err)
+	}
+	_, err := s.TokenByHash(ctx, tok.Hash, t0)
+	wantErr(t, "bob's token after DeleteAccount", err, store.ErrNotFound)
+	if got := pendingIDs(t, s, "bob", 0); len(got) != 0 {
+		t.Errorf("Pending(bob) after DeleteAccount = %v, want none", got)
+	}
+	if got := pendingIDs(t, s, "carol", 0); len(got) != 0 {
+		t.Errorf("Pending(carol) after deleting bob = %v, want none (bob's messages)", got)
+	}
+	_, err = s.Message(ctx, "alice", toBob.ID)
+	wantErr(t, "pending message to bob after DeleteAccount", err, store.ErrNotFound)
+	_, err = s.Message(ctx, "bob", fromBob.ID)
+	wantErr(t, "pending message from bob after DeleteAccount", err, store.ErrNotFound)
+	if rs := reports(t, s, "bob"); len(rs) != 0 {
+		t.Errorf("reports for bob after DeleteAccount = %+v, want none", rs)
+	}
+	if got := pendingIDs(t, s, "alice", 0); !slices.Equal(got, ids([]store.Message{unrelated})) {
+		t.Errorf("Pending(alice) = %v, want only carol's message %v", got, unrelated.ID)
+	}
+	if n := countPending(t, s); n != 1 {
+		t.Errorf("CountPending after deleting bob = %d, want 1", n)
+	}
+	if rs := recipients(t, s); slices.Contains(rs, "bob") || !slices.Contains(rs, "alice") {
+		t.Errorf("PendingRecipients after deleting bob = %v, want alice and not bob", rs)
+	}
+	// carol's mailbox no longer counts bob's message.
+	if _, _, err := s.Submit(ctx, msg("alice", "carol", 5, 4*time.Second), 1); err != nil {
+		t.Errorf("Submit to carol with bound 1 after bob's message to her was deleted: %v", err)
+	}
+	// A new account of the same name starts empty.
+	addAccount(t, s, "bob")
+	if _, err := s.TokenByHash(ctx, tok.Hash, t0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the old bob's token works for the new bob: %v", err)
+	}
+}
+
+func testSetPassword(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addAccount(t, s, "alice")
+	addAccount(t, s, "bob")
+	toks := []store.Token{
+		{Hash: []byte("alice-token-1"), Account: "alice", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+		{Hash: []byte("alice-token-2"), Account: "alice", CreatedAt: t0, ExpiresAt: t0.Add(2 * time.Hour)},
+		{Hash: []byte("bob-token-1"), Account: "bob", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+	}
+	for _, tok := range toks {
+		if err := s.AddToken(ctx, tok); err != nil {
+			t.Fatalf("AddToken(%s): %v", tok.Hash, err)
+		}
+	}
+	if err := s.SetPassword(ctx, "alice", "new-hash", []byte("new-secrets")); err != nil {
+		t.Fatalf("SetPassword: %v", err)
+	}
+	a, err := s.Account(ctx, "alice")
+	if err != nil {
+		t.Fatalf("Account(alice): %v", err)
+	}
+	if a.PasswordHash != "new-hash" || string(a.SIPSecrets) != "new-secrets" {
+		t.Errorf("after SetPassword: hash %q secrets %q, want new-hash new-secrets", a.PasswordHash, a.SIPSecrets)
+	}
+	for _, tok := range toks[:2] {
+		_, err := s.TokenByHash(ctx, tok.Hash, t0)
+		wantErr(t, fmt.Sprintf("TokenByHash(%s) after SetPassword", tok.Hash), err, store.ErrNotFound)
+	}
+	if _, err := s.TokenByHash(ctx, toks[2].Hash, t0); err != nil {
+		t.Errorf("bob's token was revoked by alice's SetPassword: %v", err)
+	}
+}
+
+func testTokens(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addAccount(t, s, "alice")
+	tok := store.Token{Hash: []byte("0123456789abcdef0123456789abcdef"), Account: "alice", CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}
+	if err := s.AddToken(ctx, tok); err != nil {
+		t.Fatalf("AddToken: %v", err)
+	}
+	got, err := s.TokenByHash(ctx, tok.Hash, t0)
+	if err != nil {
+		t.Fatalf("TokenByHash: %v", err)
+	}
+	if !bytes.Equal(got.Hash, tok.Hash) || got.Account != "alice" {
+		t.Errorf("TokenByHash = %+v, want %+v", got, tok)
+	}
+	wantTime(t, "token CreatedAt", got.CreatedAt, tok.CreatedAt)
+	wantTime(t, "token ExpiresAt", got.ExpiresAt, tok.ExpiresAt)
+
+	if _, err := s.TokenByHash(ctx, tok.Hash, tok.ExpiresAt.Add(-time.Nanosecond)); err != nil {
+		t.Errorf("TokenByHash a nanosecond before expiry: %v", err)
+	}
+	_, err = s.TokenByHash(ctx, tok.Hash, tok.ExpiresAt.Add(time.Nanosecond))
+	wantErr(t, "TokenByHash after expiry", err, store.ErrNotFound)
+	_, err = s.TokenByHash(ctx, []byte("no such token"), t0)
+	wantErr(t, "TokenByHash(unknown)", err, store.ErrNotFound)
+
+	if err := s.RevokeToken(ctx, tok.Hash); err != nil {
+		t.Fatalf("RevokeToken: %v", err)
+	}
+	_, err = s.TokenByHash(ctx, tok.Hash, t0)
+	wantErr(t, "TokenByHash after RevokeToken", err, store.ErrNotFound)
+	wantErr(t, "RevokeToken again", s.RevokeToken(ctx, tok.Hash), store.ErrNotFound)
+}
+
+// ---- messages ----
+
+func testSubmit(t *testing.T, s store.Store) {
+	addAccount(t, s, "alice")
+	addAccount(t, s, "bob")
+	m := msg("alice", "bob", 1, 0)
+	m.Attempts, m.LastError = 0, ""
+	got := submit(t, s, m, 10)
+	if got.Seq <= 0 {
+		t.Errorf("Submit returned Seq %d, want > 0", got.Seq)
+	}
+	want := m
+	want.Seq = got.Seq
+	want.Status = message.Enqueued
+	sameMessage(t, "Submit result", got, want)
+	sameMessage(t, "Message after Submit", getMessage(t, s, "alice", m.ID), want)
+	_, err := s.Message(t.Context(), "bob", m.ID)
+	wantErr(t, "Message with the right id but the wrong sender", err, store.ErrNotFound)
+}
+
+func testSubmitIdempotent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addAccounts(t, s, "alice", "bob", "carol", "dave")
+	first := submit(t, s, msg("alice", "bob", 1, 0), 0)
+
+	retry := msg("alice", "dave", 1, time.Minute) // same From and ID, everything else different
+	retry.Sealed = []byte("different sealed text")
+	got, created, err := s.Submit(ctx, retry, 0)
+	if err != nil {
+		t.Fatalf("Submit retry: %v", err)
+	}
+	if created {
+		t.Errorf("Submit retry: created = true, want false")
+	}
+	sameMessage(t, "Submit retry result", got, first)
+	if p := pendingIDs(t, s, "bob", 0); len(p) != 1 {
+		t.Errorf("Pending(bob) after a retry = %v, want one message", p)
+	}
+	if p := pendingIDs(t, s, "dave", 0); len(p) != 0 {
+		t.Errorf("Pending(dave) after a retry addressed to dave = %v, want none", p)
+	}
+	if n := countPending(t, s); n != 1 {
+		t.Errorf("CountPending after a retry = %d, want 1", n)
+	}
+
+	// The same id from another sender is another message.
+	other := submit(t, s, msg("carol", "bob", 1, time.Second), 0)
+	if other.Seq == first.Seq {
+		t.Errorf("carol's message got alice's Seq %d", first.Seq)
+	}
+	if got := getMessage(t, s, "alice", first.ID); !bytes.Equal(got.Sealed, first.Sealed) {
+		t.Errorf("carol's message with alice's id changed alice's message")
+	}
+	if p := pendingIDs(t, s, "bob", 0); len(p) != 2 {
+		t.Errorf("Pending(bob) = %v, want alice's and carol's", p)
+	}
+
+	// A retry of an accepted message is answered with it even when the
+	// mailbox is now full: refusing it would make the sender believe a
+	// message failed that is in fact waiting to be delivered.
+	got, created, err = s.Submit(ctx, retry, 1)
+	if err != nil || created || got.Seq != first.Seq {
+		t.Errorf("retry into a full mailbox = (seq %d, created %v, %v), want the existing message", got.Seq, created, err)
+	}
+
+	// A retry after delivery returns the delivered message and enqueues nothing.
+	if err := s.MarkDelivered(ctx, "alice", first.ID, t0.Add(time.Hour)); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
+	}
+	got, created, err = s.Submit(ctx, retry, 0)
+	if err != nil || created {
+		t.Fatalf("retry after delivery = created %v, %v; want the existing message", created, err)
+	}
+	if got.Status != message.Delivered || got.Seq != first.Seq {
+		t.Errorf("retry after delivery returned status %q seq %d, want delivered seq %d", got.Status, got.Seq, first.Seq)
+	}
+	if p := pendingIDs(t, s, "bob", 0); len(p) != 1 {
+		t.Errorf("Pending(bob) after delivery and a retry = %v, want only carol's", p)
+	}
+}
+
+func testSubmitSameIDConcurrent(t *testing.T, s store.Store) {
+	addAccount(t, s, "alice")
+	addAccount(t, s, "bob")
+	const n = 16
+	var (
+		mu      sync.Mutex
+		created int
+		seqSet  = map[int64]bool{}
+		errs    []error
+	)
+	parallel(n, func(i int) {
+		got, c, err := s.Submit(context.Background(), msg("alice", "bob", 7, 0), 0)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		if c {
+			created++
+		}
+		seqSet[got.Seq] = true
+	})
+	if len(errs) > 0 {
+		t.Fatalf("concurrent retries failed: %v", errs)
+	}
+	if created != 1 || len(seqSet) != 1 {
+		t.Errorf("%d concurrent submits of one message: %d created, %d distinct Seqs; want 1 and 1", n, created, len(seqSet))
+	}
+	if p := pendingIDs(t, s, "bob", 0); len(p) != 1 {
+		t.Errorf("Pending(bob) = %v, want one message", p)
+	}
+}
+
+func testMailboxBound(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addAccounts(t, s, "alice", "bob", "carol")
+	const bound = 3
+	var accepted []store.Message
+	for i := range bound {
+		accepted = append(accepted, submit(t, s, msg("alice", "bob", i, time.Duration(i)*time.Second), bound))
+	}
+	over := msg("alice", "bob", 100, 10*time.Second)
+	_, _, err := s.Submit(ctx, over, bound)
+	wantErr(t, "Submit past the bound", err, store.ErrMailboxFull)
+	_, err = s.Message(ctx, over.From, over.ID)
+	wantErr(t, "refused message", err, store.ErrNotFound)
+
+	// Another recipient has its own mailbox.
+	submit(t, s, msg("alice", "carol", 101, 11*time.Second), bound)
+	// maxPending <= 0: no bound.
+	unbounded := submit(t, s, msg("carol", "bob", 102, 12*time.Second), 0)
+	if p := pendingIDs(t, s, "bob", 0); len(p) != bound+1 {
+		t.Fatalf("Pending(bob) = %d messages, want %d", len(p), bound+1)
+	}
+
+	// Delivered messages leave the mailbox.
+	for _, m := range accepted[:2] {
+		if err := s.MarkDelivered(ctx, m.From, m.ID, t0.Add(time.Minute)); err != nil {
+			t.Fatalf("MarkDelivered: %v", err)
+		}
+	}
+	submit(t, s, over, bound) // 2 pending before it
+	_, _, err = s.Submit(ctx, msg("alice", "bob", 103, 13*time.Second), bound)
+	wantErr(t, "Submit past the bound after deliveries", err, store.ErrMailboxFull)
+
+	// Expired messages leave the mailbox too.
+	if _, err := s.ExpireDue(ctx, unbounded.ExpiresAt); err != nil {
+		t.Fatalf("ExpireDue: %v", err)
+	}
+	if p := pendingIDs(t, s, "bob", 0); len(p) != 0 {
+		t.Fatalf("Pending(bob) after expiry = %v, want none", p)
+	}
+	for i := range bound {
+		submit(t, s, msg("carol", "bob", 200+i, lifetime+time.Hour), bound)
+	}
+}
+
+func testMailboxBoundConcurrent(t *testing.T, s store.Store) {
+	addAccount(t, s, "bob")
+	const senders, bound = 40, 7
+	for i := range senders {
+		addAccount(t, s, fmt.Sprintf("sender%02d", i))
+	}
+	var (
+		mu             sync.Mutex
+		created, fulls int
+		others         []error
+	)
+	parallel(senders, func(i int) {
+		_, c, err := s.Submit(context.Background(), msg(fmt.Sprintf("sender%02d", i), "bob", i, 0), bound)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, store.ErrMailboxFull):
+			fulls++
+		case err != nil:
+			others = append(others, err)
+		case c:
+			created++
+		}
+	})
+	if len(others) > 0 {
+		t.Fatalf("unexpected errors: %v", others)
+	}
+	if created != bound || fulls != senders-bound {
+		t.Errorf("%d concurrent submits into a mailbox of %d: %d created, %d refused; want %d and %d",
+			senders, bound, created, fulls, bound, senders-bound)
+	}
+	if p := pendingIDs(t, s, "bob", 0); len(p) != bound {
+		t.Errorf("Pending(bob) holds %d messages, want %d", len(p), bound)
+	}
+	if n := countPending(t, s); n != bound {
+		t.Errorf("CountPending = %d, want %d", n, bound)
+	}
+}
+
+func testConcurrentSubmits(t *testing.T, s store.Store) {
+	const workers, each = 8, 25
+	rcpts := []string{"r0", "r1", "r2"}
+	addAccounts(t, s, rcpts...)
+	for w := range workers {
+		addAccount(t, s, fmt.Sprintf("w%d", w))
+	}
+	var mu sync.Mutex
+	var all []store.Message
+	var errs []error
+	parallel(workers, func(w int) {
+		from := fmt.Sprintf("w%d", w)
+		var mine []store.Message
+		for i := range each {
+			m := msg(from, rcpts[(w+i)%len(rcpts)], w*1000+i, time.Duration(i)*time.Millisecond)
+			got, created, err := s.Submit(context.Background(), m, 0)
+			if err == nil && !created {
+				err = fmt.Errorf("Submit(%s from %s): created = false for a new message", m.ID, from)
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			mine = append(mine, got)
+		}
+		// One goroutine's submissions are sequential: Seq follows their order.
+		for i := 1; i < len(mine); i++ {
+			if mine[i].Seq <= mine[i-1].Seq {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: Seq %d after %d", from, mine[i].Seq, mine[i-1].Seq))
+				mu.Unlock()
+			}
+		}
+		mu.Lock()
+		all = append(all, mine...)
+		mu.Unlock()
+	})
+	if len(errs) > 0 {
+		t.Fatalf("concurrent submits: %v", errs)
+	}
+	seen := map[int64]bool{}
+	for _, m := range all {
+		if seen[m.Seq] {
+			t.Fatalf("Seq %d given twice", m.Seq)
+		}
+		seen[m.Seq] = true
+		if got := getMessage(t, s, m.From, m.ID); got.Seq != m.Seq || !bytes.Equal(got.Sealed, m.Sealed) {
+			t.Errorf("Message(%s, %s) = seq %d, want the submitted seq %d and text", m.From, m.ID, got.Seq, m.Seq)
+		}
+	}
+	total := 0
+	for _, r := range rcpts {
+		ms, err := s.Pending(t.Context(), r, 0)
+		if err != nil {
+			t.Fatalf("Pending(%s): %v", r, err)
+		}
+		if !slices.IsSorted(seqs(ms)) {
+			t.Errorf("Pending(%s) not in Seq order: %v", r, seqs(ms))
+		}
+		total += len(ms)
+	}
+	if total != workers*each {
+		t.Errorf("Pending holds %d messages in all, want %d", total, workers*each)
+	}
+	if n := countPending(t, s); n != workers*each {
+		t.Errorf("CountPending = %d, want %d", n, workers*each)
+	}
+}
+
+func testPendingOrder(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob", "carol", "dave")
+	ctx := t.Context()
+	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	m2 := submit(t, s, msg("carol", "bob", 2, time.Second), 0)
+	m3 := submit(t, s, msg("alice", "bob", 3, 2*time.Second), 0)
+	submit(t, s, msg("alice", "dave", 4, 3*time.Second), 0)
+	if !(m1.Seq < m2.Seq && m2.Seq < m3.Seq) {
+		t.Fatalf("Seqs %d %d %d do not follow submission order", m1.Seq, m2.Seq, m3.Seq)
+	}
+	got, err := s.Pending(ctx, "bob", 0)
+	if err != nil {
+		t.Fatalf("Pending: %v", err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("Pending(bob) = %v, want 3 messages", ids(got))
+	}
+	for i, want := range []store.Message{m1, m2, m3} {
+		sameMessage(t, fmt.Sprintf("Pending(bob)[%d]", i), got[i], want)
+	}
+	if p := pendingIDs(t, s, "bob", 2); !slices.Equal(p, ids([]store.Message{m1, m2})) {
+		t.Errorf("Pending(bob, limit 2) = %v, want the first two", p)
+	}
+	if err := s.MarkDelivered(ctx, "carol", m2.ID, t0.Add(time.Minute)); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
+	}
+	if p := pendingIDs(t, s, "bob", 0); !slices.Equal(p, ids([]store.Message{m1, m3})) {
+		t.Errorf("Pending(bob) after delivering m2 = %v, want m1 m3", p)
+	}
+	if p := pendingIDs(t, s, "nobody", 0); len(p) != 0 {
+		t.Errorf("Pending(nobody) = %v, want none", p)
+	}
+}
+
+func testRecordAttempt(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob")
+	ctx := t.Context()
+	m := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	next := t0.Add(30 * time.Second)
+	if err := s.RecordAttempt(ctx, "alice", m.ID, 2, next, "timeout after 12s"); err != nil {
+		t.Fatalf("RecordAttempt: %v", err)
+	}
+	want := m
+	want.Attempts, want.NextAttempt, want.LastError = 2, next, "timeout after 12s"
+	sameMessage(t, "Message after RecordAttempt", getMessage(t, s, "alice", m.ID), want)
+	p, err := s.Pending(ctx, "bob", 0)
+	if err != nil || len(p) != 1 {
+		t.Fatalf("Pending(bob) = %v, %v; want the message", ids(p), err)
+	}
+	sameMessage(t, "Pending after RecordAttempt", p[0], want)
+
+	// Zero next attempt: as soon as the recipient is online.
+	if err := s.RecordAttempt(ctx, "alice", m.ID, 3, time.Time{}, ""); err != nil {
+		t.Fatalf("RecordAttempt: %v", err)
+	}
+	if got := getMessage(t, s, "alice", m.ID); got.Attempts != 3 || !got.NextAttempt.IsZero() || got.LastError != "" {
+		t.Errorf("after RecordAttempt(3, zero, \"\"): attempts %d next %v error %q", got.Attempts, got.NextAttempt, got.LastError)
+	}
+
+	wantErr(t, "RecordAttempt(unknown)", s.RecordAttempt(ctx, "alice", id(99), 1, next, "x"), store.ErrNotFound)
+	wantErr(t, "RecordAttempt(wrong sender)", s.RecordAttempt(ctx, "bob", m.ID, 1, next, "x"), store.ErrNotFound)
+	if err := s.MarkDelivered(ctx, "alice", m.ID, t0.Add(time.Minute)); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
+	}
+	wantErr(t, "RecordAttempt after delivery", s.RecordAttempt(ctx, "alice", m.ID, 9, next, "late"), store.ErrNotFound)
+	if got := getMessage(t, s, "alice", m.ID); got.Attempts == 9 {
+		t.Errorf("RecordAttempt on a delivered message changed it")
+	}
+}
+
+func testMarkDelivered(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob")
+	ctx := t.Context()
+	m := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	other := submit(t, s, msg("alice", "bob", 2, time.Second), 0)
+	at := t0.Add(5 * time.Minute)
+	if err := s.MarkDelivered(ctx, "alice", m.ID, at); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
+	}
+	got := getMessage(t, s, "alice", m.ID)
+	if got.Status != message.Delivered {
+		t.Errorf("status after MarkDelivered = %q, want delivered", got.Status)
+	}
+	if len(got.Sealed) != 0 || got.KeyPeriod != 0 {
+		t.Errorf("after MarkDelivered the sealed text is still there (%d bytes, period %d)", len(got.Sealed), got.KeyPeriod)
+	}
+	wantTime(t, "DeliveredAt", got.DeliveredAt, at)
+	wantTime(t, "SubmittedAt after delivery", got.SubmittedAt, m.SubmittedAt)
+	wantTime(t, "ExpiresAt after delivery", got.ExpiresAt, m.ExpiresAt)
+	if got.Seq != m.Seq || got.To != "bob" {
+		t.Errorf("MarkDelivered changed seq or recipient: %+v", got)
+	}
+
+	rs := reports(t, s, "alice")
+	if len(rs) != 1 {
+		t.Fatalf("reports for alice = %+v, want one delivery report", rs)
+	}
+	r := rs[0]
+	if r.To != "alice" || r.MessageID != m.ID || r.Recipient != "bob" || r.Status != message.Delivered {
+		t.Errorf("delivery report = %+v, want To alice, MessageID %s, Recipient bob, Status delivered", r, m.ID)
+	}
+	wantTime(t, "report At", r.At, at)
+	// "Reports wait as long as messages do."
+	wantTime(t, "report ExpiresAt", r.ExpiresAt, at.Add(lifetime))
+
+	if p := pendingIDs(t, s, "bob", 0); !slices.Equal(p, ids([]store.Message{other})) {
+		t.Errorf("Pending(bob) after delivery = %v, want only the other message", p)
+	}
+	if n := countPending(t, s); n != 1 {
+		t.Errorf("CountPending after delivery = %d, want 1", n)
+	}
+
+	wantErr(t, "MarkDelivered again", s.MarkDelivered(ctx, "alice", m.ID, at.Add(time.Hour)), store.ErrNotFound)
+	wantTime(t, "DeliveredAt after a second MarkDelivered", getMessage(t, s, "alice", m.ID).DeliveredAt, at)
+	if rs := reports(t, s, "alice"); len(rs) != 1 {
+		t.Errorf("a second MarkDelivered queued another report: %+v", rs)
+	}
+	wantErr(t, "MarkDelivered(unknown)", s.MarkDelivered(ctx, "alice", id(99), at), store.ErrNotFound)
+	wantErr(t, "MarkDelivered(wrong sender)", s.MarkDelivered(ctx, "bob", other.ID, at), store.ErrNotFound)
+
+	// A delivered message is never expired.
+	expired, err := s.ExpireDue(ctx, m.ExpiresAt.Add(time.Hour))
+	if err != nil {
+		t.Fatalf("ExpireDue: %v", err)
+	}
+	for _, e := range expired {
+		if e.ID == m.ID {
+			t.Errorf("ExpireDue expired a delivered message")
+		}
+	}
+	if got := getMessage(t, s, "alice", m.ID); got.Status != message.Delivered {
+		t.Errorf("status after ExpireDue = %q, want still delivered", got.Status)
+	}
+}
+
+func testExpireDue(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob", "carol", "dave")
+	ctx := t.Context()
+	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)           // expires t0+72h
+	m2 := submit(t, s, msg("alice", "bob", 2, time.Hour), 0)   // expires t0+73h
+	m3 := submit(t, s, msg("carol", "dave", 3, 0), 0)          // expires t0+72h
+	m4 := submit(t, s, msg("carol", "bob", 4, -time.Hour), 0)  // expires t0+71h, delivered first
+	if err := s.MarkDelivered(ctx, m4.From, m4.ID, t0); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
+	}
+	deadline := m1.ExpiresAt
+
+	if got, err := s.ExpireDue(ctx, deadline.Add(-time.Nanosecond)); err != nil || len(got) != 0 {
+		t.Fatalf("ExpireDue a nanosecond early = %v, %v; want nothing", ids(got), err)
+	}
+	got, err := s.ExpireDue(ctx, deadline) // ExpiresAt <= now: due exactly at its time
+	if err != nil {
+		t.Fatalf("ExpireDue: %v", err)
+	}
+	gotIDs := ids(got)
+	slices.Sort(gotIDs)
+	if want := ids([]store.Message{m1, m3}); !slices.Equal(gotIDs, want) {
+		t.Fatalf("ExpireDue returned %v, want %v", gotIDs, want)
+	}
+	for _, e := range got {
+		if len(e.Sealed) != 0 {
+			t.Errorf("ExpireDue returned message %s with its sealed text", e.ID)
+		}
+		if e.Status != message.Expired {
+			t.Errorf("ExpireDue returned message %s with status %q, want expired", e.ID, e.Status)
+		}
+	}
+	for _, m := range []store.Message{m1, m3} {
+		g := getMessage(t, s, m.From, m.ID)
+		if g.Status != message.Expired || len(g.Sealed) != 0 || g.KeyPeriod != 0 {
+			t.Errorf("message %s after expiry: status %q, %d bytes sealed, period %d; want expired and no text",
+				m.ID, g.Status, len(g.Sealed), g.KeyPeriod)
+		}
+		wantTime(t, "ExpiresAt after expiry", g.ExpiresAt, m.ExpiresAt)
+	}
+	if g := getMessage(t, s, "alice", m2.ID); g.Status != message.Enqueued || !bytes.Equal(g.Sealed, m2.Sealed) {
+		t.Errorf("message not yet due: status %q, sealed %q; want enqueued with its text", g.Status, g.Sealed)
+	}
+	if p := pendingIDs(t, s, "bob", 0); !slices.Equal(p, ids([]store.Message{m2})) {
+		t.Errorf("Pending(bob) after expiry = %v, want only m2", p)
+	}
+	if n := countPending(t, s); n != 1 {
+		t.Errorf("CountPending after expiry = %d, want 1", n)
+	}
+
+	for _, c := range []struct {
+		sender string
+		m      store.Message
+	}{{"alice", m1}, {"carol", m3}} {
+		var found bool
+		for _, r := range reports(t, s, c.sender) {
+			if r.MessageID != c.m.ID {
+				continue
+			}
+			found = true
+			if r.Status != message.Expired || r.Recipient != c.m.To || r.To != c.sender {
+				t.Errorf("expiry report %+v, want status expired, recipient %s, to %s", r, c.m.To, c.sender)
+			}
+			if !r.ExpiresAt.After(deadline) {
+				t.Errorf("expiry report ExpiresAt %v is not after the sweep at %v: it would be deleted unsent", r.ExpiresAt, deadline)
+			}
+		}
+		if !found {
+			t.Errorf("no expiry report for %s about %s", c.sender, c.m.ID)
+		}
+	}
+	if got, err := s.ExpireDue(ctx, deadline); err != nil || len(got) != 0 {
+		t.Errorf("second ExpireDue = %v, %v; want nothing", ids(got), err)
+	}
+	wantErr(t, "MarkDelivered on an expired message", s.MarkDelivered(ctx, "alice", m1.ID, deadline), store.ErrNotFound)
+}
+
+func testExpireReports(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob")
+	ctx := t.Context()
+	m := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	if err := s.MarkDelivered(ctx, "alice", m.ID, t0.Add(time.Minute)); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
+	}
+	rs := reports(t, s, "alice")
+	if len(rs) != 1 {
+		t.Fatalf("reports = %+v, want one", rs)
+	}
+	end := rs[0].ExpiresAt
+	if _, err := s.ExpireDue(ctx, end.Add(-time.Nanosecond)); err != nil {
+		t.Fatalf("ExpireDue: %v", err)
+	}
+	if rs := reports(t, s, "alice"); len(rs) != 1 {
+		t.Errorf("report deleted before its ExpiresAt")
+	}
+	if _, err := s.ExpireDue(ctx, end); err != nil {
+		t.Fatalf("ExpireDue: %v", err)
+	}
+	if rs := reports(t, s, "alice"); len(rs) != 0 {
+		t.Errorf("report still there at its ExpiresAt: %+v", rs)
+	}
+}
+
+func testPendingRecipients(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob", "carol", "dave")
+	ctx := t.Context()
+	if rs := recipients(t, s); len(rs) != 0 {
+		t.Errorf("PendingRecipients on an empty store = %v", rs)
+	}
+	m := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	submit(t, s, msg("alice", "carol", 2, 0), 0)
+	submit(t, s, msg("dave", "carol", 3, 0), 0)
+	if rs := recipients(t, s); !slices.Equal(rs, []string{"bob", "carol"}) {
+		t.Errorf("PendingRecipients = %v, want [bob carol]", rs)
+	}
+	if err := s.MarkDelivered(ctx, "alice", m.ID, t0); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
+	}
+	// bob has nothing left; alice has a report waiting.
+	if rs := recipients(t, s); !slices.Equal(rs, []string{"alice", "carol"}) {
+		t.Errorf("PendingRecipients after delivery = %v, want [alice carol]", rs)
+	}
+	r := reports(t, s, "alice")
+	if len(r) != 1 {
+		t.Fatalf("reports for alice = %+v", r)
+	}
+	if err := s.DeleteReport(ctx, r[0].Seq); err != nil {
+		t.Fatalf("DeleteReport: %v", err)
+	}
+	if rs := recipients(t, s); !slices.Equal(rs, []string{"carol"}) {
+		t.Errorf("PendingRecipients after the report was forwarded = %v, want [carol]", rs)
+	}
+}
+
+func testCountPending(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob", "carol")
+	ctx := t.Context()
+	if n := countPending(t, s); n != 0 {
+		t.Errorf("CountPending on an empty store = %d", n)
+	}
+	a := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	submit(t, s, msg("alice", "carol", 2, 0), 0)
+	b := submit(t, s, msg("carol", "bob", 3, time.Hour), 0)
+	if n := countPending(t, s); n != 3 {
+		t.Errorf("CountPending = %d, want 3", n)
+	}
+	if err := s.MarkDelivered(ctx, "alice", a.ID, t0); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
+	}
+	if _, err := s.ExpireDue(ctx, a.ExpiresAt); err != nil {
+		t.Fatalf("ExpireDue: %v", err)
+	}
+	if n := countPending(t, s); n != 1 {
+		t.Errorf("CountPending after one delivery and one expiry = %d, want 1 (%s)", n, b.ID)
+	}
+}
+
+func testMessages(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob", "carol", "dave", "eve", "frank")
+	ctx := t.Context()
+	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	m2 := submit(t, s, msg("bob", "carol", 2, time.Second), 0)
+	m3 := submit(t, s, msg("carol", "dave", 3, 2*time.Second), 0)
+	m4 := submit(t, s, msg("dave", "alice", 4, 3*time.Second), 0)
+	if err := s.MarkDelivered(ctx, "bob", m2.ID, t0.Add(time.Minute)); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
+	}
+	list := func(f store.MessageFilter) []store.Message {
+		t.Helper()
+		ms, err := s.Messages(ctx, f)
+		if err != nil {
+			t.Fatalf("Messages(%+v): %v", f, err)
+		}
+		for _, m := range ms {
+			if len(m.Sealed) != 0 {
+				t.Fatalf("Messages(%+v) returned message %s with its sealed text", f, m.ID)
+			}
+		}
+		return ms
+	}
+	for _, c := range []struct {
+		name string
+		f    store.MessageFilter
+		want []store.Message
+	}{
+		{"all, newest first", store.MessageFilter{}, []store.Message{m4, m3, m2, m1}},
+		{"from or to bob", store.MessageFilter{Account: "bob"}, []store.Message{m2, m1}},
+		{"from or to alice", store.MessageFilter{Account: "alice"}, []store.Message{m4, m1}},
+		{"delivered", store.MessageFilter{Status: message.Delivered}, []store.Message{m2}},
+		{"enqueued to or from carol", store.MessageFilter{Account: "carol", Status: message.Enqueued}, []store.Message{m3}},
+		{"limit", store.MessageFilter{Limit: 2}, []store.Message{m4, m3}},
+		{"nobody", store.MessageFilter{Account: "nobody"}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := list(c.f)
+			if !slices.Equal(ids(got), ids(c.want)) {
+				t.Errorf("Messages(%+v) = %v, want %v", c.f, ids(got), ids(c.want))
+			}
+		})
+	}
+	got := list(store.MessageFilter{Account: "bob", Status: message.Delivered})
+	if len(got) != 1 {
+		t.Fatalf("delivered messages of bob = %v", ids(got))
+	}
+	if got[0].Status != message.Delivered || got[0].To != "carol" || got[0].Seq != m2.Seq {
+		t.Errorf("listed message = %+v", got[0])
+	}
+	wantTime(t, "listed DeliveredAt", got[0].DeliveredAt, t0.Add(time.Minute))
+	wantTime(t, "listed SubmittedAt", got[0].SubmittedAt, m2.SubmittedAt)
+
+	// Limit 0 means a default of 100.
+	for i := range 101 {
+		submit(t, s, msg("eve", "frank", 100+i, 0), 0)
+	}
+	if got := list(store.MessageFilter{}); len(got) != 100 {
+		t.Errorf("Messages with Limit 0 returned %d, want the default of 100", len(got))
+	}
+}
+
+func testReports(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob", "carol")
+	ctx := t.Context()
+	var delivered []store.Message
+	for i := range 3 {
+		m := submit(t, s, msg("alice", "bob", i, time.Duration(i)*time.Second), 0)
+		delivered = append(delivered, m)
+	}
+	carols := submit(t, s, msg("carol", "bob", 10, 0), 0)
+	for i, m := range []store.Message{delivered[1], carols, delivered[0], delivered[2]} {
+		if err := s.MarkDelivered(ctx, m.From, m.ID, t0.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Fatalf("MarkDelivered: %v", err)
+		}
+	}
+	rs := reports(t, s, "alice")
+	var got []string
+	for i, r := range rs {
+		got = append(got, r.MessageID)
+		if i > 0 && r.Seq <= rs[i-1].Seq {
+			t.Errorf("PendingReports not in Seq order: %d after %d", r.Seq, rs[i-1].Seq)
+		}
+	}
+	if want := []string{delivered[1].ID, delivered[0].ID, delivered[2].ID}; !slices.Equal(got, want) {
+		t.Errorf("PendingReports(alice) = %v, want %v (in the order they were queued)", got, want)
+	}
+	limited, err := s.PendingReports(ctx, "alice", 2)
+	if err != nil || len(limited) != 2 || limited[0].Seq != rs[0].Seq {
+		t.Errorf("PendingReports(alice, 2) = %+v, %v; want the first two", limited, err)
+	}
+	if err := s.DeleteReport(ctx, rs[0].Seq); err != nil {
+		t.Fatalf("DeleteReport: %v", err)
+	}
+	if left := reports(t, s, "alice"); len(left) != 2 || left[0].Seq != rs[1].Seq {
+		t.Errorf("after DeleteReport: %+v, want the last two", left)
+	}
+	wantErr(t, "DeleteReport again", s.DeleteReport(ctx, rs[0].Seq), store.ErrNotFound)
+	if rs := reports(t, s, "carol"); len(rs) != 1 || rs[0].MessageID != carols.ID {
+		t.Errorf("PendingReports(carol) = %+v, want carol's report only", rs)
+	}
+}
+
+// ---- data keys ----
+
+func testDataKeys(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	_, err := s.DataKey(ctx, 1)
+	wantErr(t, "DataKey of a period without a key", err, store.ErrNotFound)
+	k1, k1b := []byte("wrapped key one, 60 bytes ......"), []byte("wrapped key one, a second try ..")
+	got, err := s.PutDataKey(ctx, 1, k1)
+	if err != nil || !bytes.Equal(got, k1) {
+		t.Fatalf("PutDataKey(1) = %q, %v; want the key", got, err)
+	}
+	got, err = s.PutDataKey(ctx, 1, k1b)
+	if err != nil || !bytes.Equal(got, k1) {
+		t.Errorf("second PutDataKey(1) = %q, %v; want the first key", got, err)
+	}
+	if got, err := s.DataKey(ctx, 1); err != nil || !bytes.Equal(got, k1) {
+		t.Errorf("DataKey(1) = %q, %v; want the first key", got, err)
+	}
+	for _, p := range []int64{2, 3, 5} {
+		if _, err := s.PutDataKey(ctx, p, []byte(fmt.Sprintf("key %d", p))); err != nil {
+			t.Fatalf("PutDataKey(%d): %v", p, err)
+		}
+	}
+	n, err := s.DeleteDataKeys(ctx, 3)
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteDataKeys(before 3) = %d, %v; want 2", n, err)
+	}
+	for _, p := range []int64{1, 2} {
+		_, err := s.DataKey(ctx, p)
+		wantErr(t, fmt.Sprintf("DataKey(%d) after it was destroyed", p), err, store.ErrNotFound)
+	}
+	for _, p := range []int64{3, 5} {
+		if got, err := s.DataKey(ctx, p); err != nil || string(got) != fmt.Sprintf("key %d", p) {
+			t.Errorf("DataKey(%d) = %q, %v; want its key", p, got, err)
+		}
+	}
+	if n, err := s.DeleteDataKeys(ctx, 3); err != nil || n != 0 {
+		t.Errorf("DeleteDataKeys(before 3) again = %d, %v; want 0", n, err)
+	}
+	// A destroyed period's key is not resurrected by the old value.
+	if got, err := s.PutDataKey(ctx, 1, k1b); err != nil || !bytes.Equal(got, k1b) {
+		t.Errorf("PutDataKey(1) after destruction = %q, %v; want the new key", got, err)
+	}
+}
+
+func testPutDataKeyConcurrent(t *testing.T, s store.Store) {
+	const n = 12
+	got := make([][]byte, n)
+	errs := make([]error, n)
+	parallel(n, func(i int) {
+		got[i], errs[i] = s.PutDataKey(context.Background(), 77, []byte(fmt.Sprintf("candidate key %02d", i)))
+	})
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("PutDataKey: %v", errs[i])
+		}
+		if !bytes.Equal(got[i], got[0]) {
+			t.Fatalf("concurrent creators disagree: %q and %q", got[0], got[i])
+		}
+	}
+	stored, err := s.DataKey(t.Context(), 77)
+	if err != nil || !bytes.Equal(stored, got[0]) {
+		t.Errorf("DataKey(77) = %q, %v; want the key every creator got, %q", stored, err, got[0])
+	}
+}
