@@ -52,6 +52,11 @@ type Sealer struct {
 
 	mu    sync.Mutex
 	cache map[int64]cipher.AEAD // unwrapped data keys by period; guarded by mu
+	// destroyedBefore: every period below it has been destroyed by
+	// DestroyExpired; a key of such a period is never cached again, so an
+	// Open that loaded the key just before it was destroyed cannot leave
+	// it usable in memory. Guarded by mu.
+	destroyedBefore int64
 }
 
 // New returns a Sealer. period is the span of expiry times that share a data
@@ -106,6 +111,7 @@ func (s *Sealer) Open(ctx context.Context, id, from, to string, period int64, se
 func (s *Sealer) DestroyExpired(ctx context.Context, now time.Time) (int, error) {
 	before := s.PeriodOf(now) // periods < before ended at or before now
 	s.mu.Lock()
+	s.destroyedBefore = max(s.destroyedBefore, before)
 	for p := range s.cache {
 		if p < before {
 			delete(s.cache, p)
@@ -133,9 +139,13 @@ func (s *Sealer) OpenSecret(sealed []byte, ad string) ([]byte, error) {
 func (s *Sealer) dataKey(ctx context.Context, period int64, create bool) (cipher.AEAD, error) {
 	s.mu.Lock()
 	aead, ok := s.cache[period]
+	destroyed := period < s.destroyedBefore
 	s.mu.Unlock()
 	if ok {
 		return aead, nil
+	}
+	if destroyed && !create {
+		return nil, ErrKeyDestroyed
 	}
 	wrapped, err := s.keys.DataKey(ctx, period)
 	switch {
@@ -165,8 +175,16 @@ func (s *Sealer) dataKey(ctx context.Context, period int64, create bool) (cipher
 		return nil, err
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if period < s.destroyedBefore {
+		// DestroyExpired ran while the key was loading: it must not
+		// outlive the destruction in the cache.
+		if !create {
+			return nil, ErrKeyDestroyed
+		}
+		return aead, nil
+	}
 	s.cache[period] = aead
-	s.mu.Unlock()
 	return aead, nil
 }
 
