@@ -38,3 +38,142 @@ func TestOnlineDelivery(t *testing.T) {
 	}
 	waitStatus(t, s, tok, id, "delivered")
 }
+
+func newPair(t *testing.T, opts ...servertest.Option) (*servertest.Server, string) {
+	t.Helper()
+	s := servertest.Start(t, opts...)
+	s.AddUser(t, "alice", "alice-pw")
+	s.AddUser(t, "bob", "bob-pw")
+	return s, s.Token(t, "alice", "alice-pw")
+}
+
+func mustRegister(t *testing.T, d *servertest.Device, reports bool) {
+	t.Helper()
+	if code, err := d.Register(600, reports); code != 200 {
+		t.Fatalf("%s register: %d %v", d.Account, code, err)
+	}
+}
+
+func TestOfflineThenDeliveredInOrderOnRegister(t *testing.T) {
+	s, tok := newPair(t)
+	var ids []string
+	var texts []string
+	for i := 0; i < 20; i++ {
+		id, text := message.NewID(), fmt.Sprintf("message %02d", i)
+		if code, _, e := submit(t, s, tok, id, "bob", text); code != 202 {
+			t.Fatalf("submit %d: %d %+v", i, code, e)
+		}
+		ids, texts = append(ids, id), append(texts, text)
+	}
+	for _, id := range ids {
+		if _, st := status(t, s, tok, id); st.Status != "enqueued" || st.DeliveredAt != nil {
+			t.Fatalf("offline message %s: %+v", id, st)
+		}
+	}
+	bob := s.NewDevice(t, "bob", "bob-pw")
+	mustRegister(t, bob, false)
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		if got := bob.Texts(); len(got) != len(texts) {
+			return fmt.Errorf("bob has %d of %d", len(got), len(texts))
+		}
+		return nil
+	})
+	if got := bob.Texts(); fmt.Sprint(got) != fmt.Sprint(texts) {
+		t.Fatalf("order: got %q want %q", got, texts)
+	}
+	for _, id := range ids {
+		waitStatus(t, s, tok, id, "delivered")
+	}
+}
+
+func TestRetryWhileRegistered(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	s, tok := newPair(t, servertest.WithFakeClock(t0))
+	bob := s.NewDevice(t, "bob", "bob-pw")
+	mustRegister(t, bob, false)
+	bob.AnswerNext(500, 500) // then 200
+	id := message.NewID()
+	if code, _, e := submit(t, s, tok, id, "bob", "third time lucky"); code != 202 {
+		t.Fatalf("submit: %d %+v", code, e)
+	}
+	attempts := func(want int) {
+		t.Helper()
+		servertest.CheckFor(t, 10*time.Second, func() error {
+			m, err := s.Store().Message(t.Context(), "alice", id)
+			if err != nil {
+				return err
+			}
+			if m.Attempts != want {
+				return fmt.Errorf("attempts %d, want %d", m.Attempts, want)
+			}
+			return nil
+		})
+	}
+	retryScheduled := func(at time.Time) {
+		t.Helper()
+		servertest.CheckFor(t, 10*time.Second, func() error {
+			if !s.Clock.HasTimerAt(at) {
+				return fmt.Errorf("no retry scheduled at %v", at)
+			}
+			return nil
+		})
+	}
+	attempts(1)
+	retryScheduled(t0.Add(30 * time.Second))
+	// No retry before 30 s have passed.
+	s.Clock.Advance(29 * time.Second)
+	attempts(1)
+	s.Clock.Advance(time.Second)
+	attempts(2)
+	if _, st := status(t, s, tok, id); st.Status != "enqueued" {
+		t.Fatalf("after two 500s: %+v", st)
+	}
+	retryScheduled(t0.Add(60 * time.Second))
+	s.Clock.Advance(30 * time.Second)
+	attempts(3)
+	waitStatus(t, s, tok, id, "delivered")
+	if got := bob.Texts(); len(got) != 1 || got[0] != "third time lucky" {
+		t.Fatalf("bob has %q", got)
+	}
+}
+
+func TestRetriesExhaustedWaitForNextRegistration(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	s, tok := newPair(t, servertest.WithFakeClock(t0))
+	bob := s.NewDevice(t, "bob", "bob-pw")
+	mustRegister(t, bob, false)
+	bob.AnswerNext(500, 500, 500, 500, 500, 500) // the 7th answer is 200
+	id := message.NewID()
+	submit(t, s, tok, id, "bob", "stubborn")
+	attempts := func() int {
+		m, err := s.Store().Message(t.Context(), "alice", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Attempts
+	}
+	// 1 attempt + 5 retries, 30 s apart.
+	for want := 1; want <= 6; want++ {
+		servertest.CheckFor(t, 10*time.Second, func() error {
+			if a := attempts(); a != want {
+				return fmt.Errorf("attempts %d, want %d", a, want)
+			}
+			if want < 6 && !s.Clock.HasTimerAt(t0.Add(time.Duration(want)*30*time.Second)) {
+				return fmt.Errorf("retry %d not scheduled yet", want)
+			}
+			return nil
+		})
+		s.Clock.Advance(30 * time.Second)
+	}
+	// Parked: time alone brings no more attempts.
+	s.Clock.Advance(10 * time.Minute)
+	if a := attempts(); a != 6 {
+		t.Fatalf("attempts while parked: %d", a)
+	}
+	// The next registration brings the next attempt at once.
+	mustRegister(t, bob, false)
+	waitStatus(t, s, tok, id, "delivered")
+	if a := attempts(); a != 7 {
+		t.Fatalf("attempts: %d, want 7", a)
+	}
+}

@@ -59,12 +59,15 @@ func (f *Fake) AfterFunc(d time.Duration, fn func()) Timer {
 }
 
 // Advance moves the clock forward by d, firing every timer that falls due on
-// the way, each in its own goroutine, with the clock set to its deadline.
+// the way, in order of their deadlines, with the clock set to each deadline.
+// Timer functions run synchronously (outside the clock's lock), so a timer
+// that schedules another one inside the window sees it fire in the same
+// Advance: after Advance returns, everything due has run or started.
 func (f *Fake) Advance(d time.Duration) {
 	f.mu.Lock()
 	end := f.now.Add(d)
 	for {
-		sort.Slice(f.timers, func(i, j int) bool { return f.timers[i].at.Before(f.timers[j].at) })
+		sort.SliceStable(f.timers, func(i, j int) bool { return f.timers[i].at.Before(f.timers[j].at) })
 		if len(f.timers) == 0 || f.timers[0].at.After(end) {
 			break
 		}
@@ -73,10 +76,26 @@ func (f *Fake) Advance(d time.Duration) {
 		if t.at.After(f.now) {
 			f.now = t.at
 		}
-		go t.fn()
+		f.mu.Unlock()
+		t.fn()
+		f.mu.Lock()
 	}
 	f.now = end
 	f.mu.Unlock()
+}
+
+// HasTimerAt reports whether a timer is pending for exactly the instant at.
+// Tests poll it to know that the code under test has scheduled what they are
+// about to make due.
+func (f *Fake) HasTimerAt(at time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, t := range f.timers {
+		if t.at.Equal(at) {
+			return true
+		}
+	}
+	return false
 }
 
 // Set moves the clock to t (forward only), firing due timers like Advance.

@@ -48,6 +48,7 @@ type Options struct {
 	Retries        int           // retries while registered, default 5
 	RetryInterval  time.Duration // default 30 s
 	MaxPending     int           // pending messages per recipient, default 1000
+	SweepInterval  time.Duration // how often expiry runs, default 1 min
 	KeyPeriod      time.Duration // expiry span sharing a data key, default 1 h
 	TokenTTL       time.Duration // bearer token lifetime, default 30 days
 	DefaultExpires time.Duration // SIP registration default, 600 s
@@ -162,6 +163,7 @@ func (s *Server) Start() error {
 		Store: s.store, Sealer: s.sealer, Lookup: s.registrar.Lookup,
 		Clock: o.Clock, Log: s.log.With("part", "queue"), Metrics: s.metrics,
 		Expiry: o.Expiry, Retries: o.Retries, RetryInterval: o.RetryInterval, MaxPending: o.MaxPending,
+		SweepInterval: o.SweepInterval,
 	})
 	sip, err := sipserver.New(sipserver.Options{
 		Domain: o.Domain, TLSConfig: s.tlsConfig, Registrar: s.registrar, Queue: s.queue,
