@@ -57,9 +57,9 @@ func permanent(err error) bool {
 }
 
 type apiClient struct {
-	base  string
+	base   string
 	bearer string
-	hc    *http.Client
+	hc     *http.Client
 }
 
 func newAPIClient(base string, conf *tls.Config, token string) *apiClient {

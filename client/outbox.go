@@ -251,6 +251,13 @@ func (o *outbox) accepted(ctx context.Context, r row, res api.SubmitResponse) {
 	}
 }
 
+// idle reports whether no attempt is running.
+func (o *outbox) idle() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.inflight) == 0
+}
+
 // busy reports whether some message is in the middle of a round: an attempt
 // is running, or a contact's oldest Sending message has attempts left.
 func (o *outbox) busy(ctx context.Context) (bool, error) {
