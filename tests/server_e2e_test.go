@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealpost/sealpost/message"
 	"github.com/sealpost/sealpost/internal/server/servertest"
+	"github.com/sealpost/sealpost/message"
 )
 
 func TestOnlineDelivery(t *testing.T) {

@@ -5,6 +5,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sealpost/sealpost/api"
 	"github.com/sealpost/sealpost/internal/auth"
@@ -143,8 +145,8 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	var req api.SubmitRequest
-	if code, msg := decodeJSON(w, r, &req); code != 0 {
-		a.refuse(w, code, codeFor(code), msg)
+	if status, code, msg := decodeJSON(w, r, &req); status != 0 {
+		a.refuse(w, status, code, msg)
 		return
 	}
 	switch {
@@ -255,33 +257,34 @@ func (a *API) storeFailed(w http.ResponseWriter, what string, err error) {
 }
 
 // decodeJSON reads a JSON body of at most MaxBodyBytes into v. It returns a
-// status code and message for a bad body, or 0.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) (int, string) {
+// status code, error code and message for a bad body, or 0. The body is read
+// whole before decoding so that an oversized body is always 413, and checked
+// for valid UTF-8 because the JSON decoder would silently replace invalid
+// bytes with U+FFFD and so change the text a person wrote.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) (int, string, string) {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return http.StatusUnsupportedMediaType, "send the body as application/json"
+		return http.StatusUnsupportedMediaType, api.CodeBadRequest, "send the body as application/json"
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes)
+			return http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes)
 		}
-		return http.StatusBadRequest, "the body is not valid JSON of the expected shape: " + err.Error()
+		return http.StatusBadRequest, api.CodeBadRequest, "reading the body: " + err.Error()
+	}
+	if !utf8.Valid(body) {
+		return http.StatusUnprocessableEntity, message.CodeInvalidUTF8, "the request body is not valid UTF-8"
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return http.StatusBadRequest, api.CodeBadRequest, "the body is not valid JSON of the expected shape: " + err.Error()
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return http.StatusBadRequest, "the body has data after the JSON object"
+		return http.StatusBadRequest, api.CodeBadRequest, "the body has data after the JSON object"
 	}
-	return 0, ""
-}
-
-func codeFor(status int) string {
-	switch status {
-	case http.StatusRequestEntityTooLarge:
-		return api.CodeBodyTooLarge
-	default:
-		return api.CodeBadRequest
-	}
+	return 0, "", ""
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -383,3 +383,6 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	return mux
 }
+
+// Sealer returns the sealer (for tests that check crypto-shredding).
+func (s *Server) Sealer() *seal.Sealer { return s.sealer }
