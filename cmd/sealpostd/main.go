@@ -111,6 +111,10 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 }
 
 func serve(opts options, stdout, stderr io.Writer) int {
+	// Catch signals before anything starts, so an early Ctrl-C still shuts
+	// down cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	srv, err := server.New(opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "sealpostd:", err)
@@ -122,9 +126,6 @@ func serve(opts options, stdout, stderr io.Writer) int {
 		return 1
 	}
 	printNextSteps(stdout, srv, opts)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "sealpostd: shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestRunsFromNothing builds the real binary, starts it in an empty folder,
+// checks what it created and printed, and stops it with SIGTERM.
+func TestRunsFromNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sealpostd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	work := filepath.Join(dir, "work")
+	if err := os.Mkdir(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := func() (*exec.Cmd, string, *bytes.Buffer) {
+		cmd := exec.Command(bin, "--https", "127.0.0.1:0", "--sip", "127.0.0.1:0")
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), "SEALPOST_ADMIN=127.0.0.1:0")
+		stdout, _ := cmd.StdoutPipe()
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		sc := bufio.NewScanner(stdout)
+		var admin string
+		var printed []string
+		for sc.Scan() {
+			line := sc.Text()
+			printed = append(printed, line)
+			if m := regexp.MustCompile(`admin\s+http://(\S+)`).FindStringSubmatch(line); m != nil {
+				admin = m[1]
+			}
+			if strings.HasPrefix(line, "  curl") {
+				break
+			}
+		}
+		if admin == "" {
+			t.Fatalf("no admin address printed:\n%s\nstderr: %s", strings.Join(printed, "\n"), stderr.String())
+		}
+		go io.Copy(io.Discard, stdout)
+		return cmd, admin, &stderr
+	}
+	cmd, admin, stderr := start()
+	res, err := http.Get("http://" + admin + "/readyz")
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("readyz: %v %v", res, err)
+	}
+	res.Body.Close()
+
+	data := filepath.Join(work, "sealpost-data")
+	modes := map[string]os.FileMode{"master.key": 0o600, "key.pem": 0o600, "sealpost.db": 0o600, "cert.pem": 0o644}
+	for name, want := range modes {
+		st, err := os.Stat(filepath.Join(data, name))
+		if err != nil {
+			t.Fatalf("%s not created: %v", name, err)
+		}
+		if st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", name, st.Mode().Perm(), want)
+		}
+	}
+	if st, _ := os.Stat(data); st.Mode().Perm() != 0o700 {
+		t.Errorf("data folder: mode %v, want 0700", st.Mode().Perm())
+	}
+	key1, _ := os.ReadFile(filepath.Join(data, "master.key"))
+	cert1, _ := os.ReadFile(filepath.Join(data, "cert.pem"))
+
+	stop := func(cmd *exec.Cmd, stderr *bytes.Buffer) {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("no exit 30 s after SIGTERM")
+		}
+	}
+	stop(cmd, stderr)
+
+	// A restart reuses the key and certificate.
+	cmd, _, stderr = start()
+	stop(cmd, stderr)
+	key2, _ := os.ReadFile(filepath.Join(data, "master.key"))
+	cert2, _ := os.ReadFile(filepath.Join(data, "cert.pem"))
+	if !bytes.Equal(key1, key2) || !bytes.Equal(cert1, cert2) {
+		t.Fatal("restart replaced the master key or certificate")
+	}
+}
+
+func runCmd(t *testing.T, stdin string, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, strings.NewReader(stdin), &out, &errb, func(k string) string { return env[k] })
+	return code, out.String(), errb.String()
+}
+
+func TestUserCommands(t *testing.T) {
+	data := t.TempDir() + "/d"
+	code, out, errs := runCmd(t, "s3cret\n", nil, "user", "add", "alice", "--data", data, "--password-stdin")
+	if code != 0 || !strings.Contains(out, "created account alice (sip:alice@localhost)") || strings.Contains(out, "s3cret") {
+		t.Fatalf("add: %d %q %q", code, out, errs)
+	}
+	code, out, _ = runCmd(t, "", nil, "--data", data, "user", "add", "bob")
+	if code != 0 || !regexp.MustCompile(`password: [A-Za-z0-9]{20}\n`).MatchString(out) {
+		t.Fatalf("add with generated password: %d %q", code, out)
+	}
+	if code, _, errs = runCmd(t, "x\n", nil, "--data", data, "user", "add", "alice", "--password-stdin"); code != 1 || !strings.Contains(errs, `account "alice" already exists`) {
+		t.Fatalf("duplicate: %d %q", code, errs)
+	}
+	if code, _, errs = runCmd(t, "x\n", nil, "--data", data, "user", "add", "Bad Name", "--password-stdin"); code != 1 || !strings.Contains(errs, "invalid account name") {
+		t.Fatalf("bad name: %d %q", code, errs)
+	}
+	if code, _, errs = runCmd(t, "", nil, "--data", data, "user", "add", "carol", "--password-stdin"); code != 1 || !strings.Contains(errs, "no password") {
+		t.Fatalf("empty stdin: %d %q", code, errs)
+	}
+	code, out, _ = runCmd(t, "", nil, "--data", data, "user", "list")
+	if code != 0 || !strings.Contains(out, "alice  sip:alice@localhost") || !strings.Contains(out, "bob") {
+		t.Fatalf("list: %d %q", code, out)
+	}
+	if code, out, _ = runCmd(t, "new\n", nil, "--data", data, "user", "passwd", "alice", "--password-stdin"); code != 0 || !strings.Contains(out, "tokens are revoked") {
+		t.Fatalf("passwd: %d %q", code, out)
+	}
+	if code, _, errs = runCmd(t, "new\n", nil, "--data", data, "user", "passwd", "nobody", "--password-stdin"); code != 1 || !strings.Contains(errs, "no such account") {
+		t.Fatalf("passwd unknown: %d %q", code, errs)
+	}
+	if code, _, _ = runCmd(t, "", nil, "--data", data, "user", "del", "bob"); code != 0 {
+		t.Fatalf("del: %d", code)
+	}
+	if code, _, errs = runCmd(t, "", nil, "--data", data, "user", "del", "bob"); code != 1 || !strings.Contains(errs, "no such account") {
+		t.Fatalf("del twice: %d %q", code, errs)
+	}
+	if code, out, _ = runCmd(t, "", nil, "--data", data, "messages", "list"); code != 0 || !strings.HasPrefix(out, "RECEIVED") {
+		t.Fatalf("messages list: %d %q", code, out)
+	}
+	if code, _, errs = runCmd(t, "", nil, "--data", data, "frobnicate"); code != 2 || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: %d %q", code, errs)
+	}
+}
+
+func TestSettingsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "sealpostd.conf")
+	os.WriteFile(file, []byte("# comment\ndomain = from-file.example\nretries = 7\nmax-pending = 9\n"), 0o600)
+	var c config
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	c.bind(fs)
+	if err := fs.Parse([]string{"--retries", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SEALPOST_MAX_PENDING": "11"}
+	if err := applyEnvAndFile(fs, file, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if c.Retries != 3 || c.MaxPending != 11 || c.Domain != "from-file.example" || c.HTTPS != ":8443" {
+		t.Fatalf("flag > env > file > default broken: %+v", c)
+	}
+	os.WriteFile(file, []byte("colour = blue\n"), 0o600)
+	if err := applyEnvAndFile(fs, file, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), `unknown setting "colour"`) {
+		t.Fatalf("unknown setting: %v", err)
+	}
+}
+
+// TestConfigExampleCoversEverySetting keeps the generated example in step
+// with the settings table.
+func TestConfigExampleCoversEverySetting(t *testing.T) {
+	var c config
+	var b bytes.Buffer
+	c.writeExample(&b)
+	for _, s := range c.settings() {
+		if !strings.Contains(b.String(), "# "+s.name+" = ") {
+			t.Errorf("example lacks %s", s.name)
+		}
+	}
+}
