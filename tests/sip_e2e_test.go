@@ -1,0 +1,172 @@
+package tests
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/internal/server/servertest"
+	"github.com/sealpost/sealpost/message"
+)
+
+func TestCRLFKeepaliveAnswered(t *testing.T) {
+	s := servertest.Start(t)
+	conn, err := tls.Dial("tcp", s.SIPAddr, s.TLSConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := 0; i < 3; i++ {
+		if _, err := conn.Write([]byte("\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 2)
+		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "\r\n" {
+			t.Fatalf("pong %d: %q %v", i, buf, err)
+		}
+	}
+}
+
+func TestUnregisterAndConnectionClose(t *testing.T) {
+	s, tok := newPair(t)
+	bob := s.NewDevice(t, "bob", "bob-pw")
+	mustRegister(t, bob, false)
+	if code, _ := bob.Register(0, false); code != 200 {
+		t.Fatalf("un-REGISTER: %d", code)
+	}
+	if _, ok := s.Registrar().Lookup("bob"); ok {
+		t.Fatal("binding survived Expires: 0")
+	}
+	id := message.NewID()
+	submit(t, s, tok, id, "bob", "while unregistered")
+	if _, st := status(t, s, tok, id); st.Status != "enqueued" {
+		t.Fatalf("delivered to an unregistered device: %+v", st)
+	}
+	mustRegister(t, bob, false)
+	waitStatus(t, s, tok, id, "delivered")
+
+	bob.Close()
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		if _, ok := s.Registrar().Lookup("bob"); ok {
+			return fmt.Errorf("binding survived its connection")
+		}
+		return nil
+	})
+}
+
+func TestNewRegistrationReplacesOldDevice(t *testing.T) {
+	s, tok := newPair(t)
+	phone := s.NewDevice(t, "bob", "bob-pw")
+	mustRegister(t, phone, false)
+	laptop := s.NewDevice(t, "bob", "bob-pw")
+	mustRegister(t, laptop, false)
+	id := message.NewID()
+	submit(t, s, tok, id, "bob", "to the newest device")
+	waitStatus(t, s, tok, id, "delivered")
+	if len(laptop.Texts()) != 1 || len(phone.Texts()) != 0 {
+		t.Fatalf("laptop %q, phone %q", laptop.Texts(), phone.Texts())
+	}
+	// The old device's connection closing does not unbind the new one.
+	phone.Close()
+	id2 := message.NewID()
+	submit(t, s, tok, id2, "bob", "still the laptop")
+	waitStatus(t, s, tok, id2, "delivered")
+	if len(laptop.Texts()) != 2 {
+		t.Fatalf("laptop %q", laptop.Texts())
+	}
+}
+
+func TestMetricsAndHealth(t *testing.T) {
+	s, tok := newPair(t)
+	bob := s.NewDevice(t, "bob", "bob-pw")
+	mustRegister(t, bob, false)
+	id := message.NewID()
+	submit(t, s, tok, id, "bob", "counted")
+	submit(t, s, tok, message.NewID(), "nobody", "refused")
+	waitStatus(t, s, tok, id, "delivered")
+	get := func(path string) (int, string) {
+		res, err := http.Get(s.AdminURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("healthz %d", code)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Fatalf("readyz %d", code)
+	}
+	_, body := get("/metrics")
+	for _, want := range []string{
+		`sealpost_messages_accepted_total{via="https"} 1`,
+		`sealpost_messages_delivered_total 1`,
+		`sealpost_messages_expired_total 0`,
+		`sealpost_messages_refused_total{reason="unknown_recipient"} 1`,
+		`sealpost_messages_pending 0`,
+		`sealpost_registered_devices 1`,
+		`sealpost_delivery_duration_seconds_count 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// TestShutdownLosesNothingAccepted stops the server while senders are
+// submitting: every message answered 202 must be there after a restart.
+func TestShutdownLosesNothingAccepted(t *testing.T) {
+	s, tok := newPair(t)
+	var mu sync.Mutex
+	var accepted []string
+	var wg sync.WaitGroup
+	client := s.HTTPClient()
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				id := message.NewID()
+				body := fmt.Sprintf(`{"id":%q,"to":"bob","text":"n %d"}`, id, i)
+				req, _ := http.NewRequest("POST", s.HTTPSURL+"/v1/messages", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+tok)
+				res, err := client.Do(req)
+				if err != nil {
+					return // the server is going away
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode == 202 {
+					mu.Lock()
+					accepted = append(accepted, id)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(accepted) < 50 {
+			return fmt.Errorf("%d accepted so far", len(accepted))
+		}
+		return nil
+	})
+	s.Stop(t)
+	wg.Wait()
+	s.Restart(t)
+	for _, id := range accepted {
+		if _, err := s.Store().Message(t.Context(), "alice", id); err != nil {
+			t.Fatalf("accepted message %s lost: %v", id, err)
+		}
+	}
+	t.Logf("%d messages accepted before the shutdown, all stored", len(accepted))
+}
