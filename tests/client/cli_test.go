@@ -147,6 +147,12 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 var _ io.Writer = (*syncBuffer)(nil)
 
 // TestCommandLine follows docs/client-readme-section.md: two accounts on
@@ -189,7 +195,7 @@ func TestCommandLine(t *testing.T) {
 	bobRun := bob.start()
 	servertest.CheckFor(t, 15*time.Second, func() error {
 		if !bobRun.has("online", "", "") {
-			return fmt.Errorf("bob's run is not online: %s", bobRun.stderr.b.String())
+			return fmt.Errorf("bob's run is not online: %s", bobRun.stderr.String())
 		}
 		return nil
 	})
