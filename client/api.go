@@ -29,6 +29,9 @@ type serverError struct {
 }
 
 func (e *serverError) Error() string {
+	if e.Status == http.StatusUnauthorized {
+		return fmt.Sprintf("the server no longer accepts this device's token (401 %s); run sealpost login again", e.Message)
+	}
 	if e.Message != "" {
 		return fmt.Sprintf("the server refused it (%d %s): %s", e.Status, e.Code, e.Message)
 	}

@@ -308,6 +308,15 @@ func cmdStatus(a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	if m.Outgoing && m.Status == message.Enqueued {
+		// No delivery report may have reached this device (no run was
+		// up): ask the server. Offline, the local status is still shown.
+		if fresh, err := core.Refresh(a.ctx, m.ID); err == nil {
+			m = fresh
+		} else {
+			fmt.Fprintf(a.stderr, "sealpost status: could not ask the server (%v); showing what this device knows\n", err)
+		}
+	}
 	printStatus(a.stdout, m)
 	return nil
 }
