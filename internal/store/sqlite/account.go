@@ -32,7 +32,7 @@ func isForeignKeyViolation(err error) bool {
 
 // CreateAccount adds an account; ErrExists if the name is taken.
 func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
-	return s.do(ctx, false, func(w *writer) error {
+	return s.doAtomic(ctx, func(w *writer) error {
 		_, err := w.conn.ExecContext(w.ctx,
 			"INSERT INTO accounts (name, password_hash, sip_secrets, created_at) VALUES (?, ?, ?, ?)",
 			a.Name, a.PasswordHash, a.SIPSecrets, encTime(a.CreatedAt))
@@ -87,39 +87,16 @@ func (s *Store) DeleteAccount(ctx context.Context, name string) error {
 		if err := affected(what)(c.ExecContext(bg, "DELETE FROM accounts WHERE name = ?", name)); err != nil {
 			return err
 		}
-		// Recipients whose mailbox count the deletion changes.
-		rows, err := c.QueryContext(bg,
-			"SELECT DISTINCT to_acct FROM messages WHERE from_acct = ? AND status = 'enqueued' AND to_acct <> ?", name, name)
-		if err != nil {
-			return fmt.Errorf("sqlite store: %s: %w", what, err)
-		}
-		var recipients []string
-		for rows.Next() {
-			var r string
-			if err := rows.Scan(&r); err != nil {
-				rows.Close()
-				return fmt.Errorf("sqlite store: %s: %w", what, err)
-			}
-			recipients = append(recipients, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("sqlite store: %s: %w", what, err)
-		}
 		for _, q := range []string{
 			"DELETE FROM tokens WHERE account = ?1", // also ON DELETE CASCADE; explicit so it never depends on the pragma
+			// Trigger mailbox_deleted counts pending ones out of their
+			// recipients' mailboxes; the account's own goes after.
 			"DELETE FROM messages WHERE from_acct = ?1 OR to_acct = ?1",
 			"DELETE FROM reports WHERE to_acct = ?1 OR recipient = ?1",
 			"DELETE FROM mailboxes WHERE account = ?1",
 		} {
 			if _, err := c.ExecContext(bg, q, name); err != nil {
 				return fmt.Errorf("sqlite store: %s: %w", what, err)
-			}
-		}
-		for _, r := range recipients {
-			if _, err := c.ExecContext(bg, `UPDATE mailboxes SET pending =
-				(SELECT count(*) FROM messages WHERE to_acct = ?1 AND status = 'enqueued') WHERE account = ?1`, r); err != nil {
-				return fmt.Errorf("sqlite store: %s: recounting mailbox of %q: %w", what, r, err)
 			}
 		}
 		return nil
@@ -145,7 +122,7 @@ func (s *Store) SetPassword(ctx context.Context, name, passwordHash string, sipS
 // AddToken stores a token hash. ErrNotFound if the account does not exist,
 // ErrExists if the hash is already stored.
 func (s *Store) AddToken(ctx context.Context, t store.Token) error {
-	return s.do(ctx, false, func(w *writer) error {
+	return s.doAtomic(ctx, func(w *writer) error {
 		_, err := w.conn.ExecContext(w.ctx,
 			"INSERT INTO tokens (hash, account, created_at, expires_at) VALUES (?, ?, ?, ?)",
 			t.Hash, t.Account, encTime(t.CreatedAt), encTime(t.ExpiresAt))
@@ -175,7 +152,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash []byte, now time.Time) (st
 
 // RevokeToken deletes a token; ErrNotFound if absent.
 func (s *Store) RevokeToken(ctx context.Context, hash []byte) error {
-	return s.do(ctx, false, func(w *writer) error {
+	return s.doAtomic(ctx, func(w *writer) error {
 		return affected("revoking token")(w.conn.ExecContext(w.ctx, "DELETE FROM tokens WHERE hash = ?", hash))
 	})
 }

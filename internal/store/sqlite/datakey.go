@@ -18,7 +18,7 @@ func (s *Store) DataKey(ctx context.Context, period int64) ([]byte, error) {
 // returns the stored one, so that concurrent creators all use the same key.
 func (s *Store) PutDataKey(ctx context.Context, period int64, wrapped []byte) ([]byte, error) {
 	var stored []byte
-	err := s.do(ctx, false, func(w *writer) error {
+	err := s.doAtomic(ctx, func(w *writer) error {
 		if _, err := w.conn.ExecContext(w.ctx,
 			"INSERT INTO data_keys (period, wrapped) VALUES (?, ?) ON CONFLICT (period) DO NOTHING", period, wrapped); err != nil {
 			return fmt.Errorf("sqlite store: storing data key of period %d: %w", period, err)
@@ -42,7 +42,7 @@ func (s *Store) PutDataKey(ctx context.Context, period int64, wrapped []byte) ([
 // and the next checkpoint removes the old images.
 func (s *Store) DeleteDataKeys(ctx context.Context, before int64) (int, error) {
 	var n int64
-	err := s.do(ctx, false, func(w *writer) error {
+	err := s.doAtomic(ctx, func(w *writer) error {
 		res, err := w.conn.ExecContext(w.ctx, "DELETE FROM data_keys WHERE period < ?", before)
 		if err != nil {
 			return fmt.Errorf("sqlite store: destroying data keys before period %d: %w", before, err)

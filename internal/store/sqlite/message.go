@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -23,7 +24,37 @@ import (
 func (s *Store) Submit(ctx context.Context, m store.Message, maxPending int) (store.Message, bool, error) {
 	var stored store.Message
 	var created bool
-	err := s.do(ctx, false, func(w *writer) error {
+	bound := int64(math.MaxInt64)
+	if maxPending > 0 {
+		bound = int64(maxPending)
+	}
+	err := s.doAtomic(ctx, func(w *writer) error {
+		// The common case, a new message, is this one statement.
+		res, err := w.insertMessage.ExecContext(w.ctx, m.From, m.ID, m.To, m.Sealed, m.KeyPeriod,
+			encTime(m.SubmittedAt), encTime(m.ExpiresAt), m.Attempts, encTime(m.NextAttempt), m.LastError, bound)
+		if err != nil {
+			return fmt.Errorf("sqlite store: storing message %s from %q: %w", m.ID, m.From, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlite store: storing message %s from %q: %w", m.ID, m.From, err)
+		}
+		if n == 1 {
+			seq, err := res.LastInsertId()
+			if err != nil {
+				return fmt.Errorf("sqlite store: storing message %s from %q: %w", m.ID, m.From, err)
+			}
+			stored = m
+			stored.Seq = seq
+			stored.Status = message.Enqueued
+			stored.SubmittedAt, stored.ExpiresAt = norm(m.SubmittedAt), norm(m.ExpiresAt)
+			stored.DeliveredAt = time.Time{}
+			stored.NextAttempt = norm(m.NextAttempt)
+			created = true
+			return nil
+		}
+		// Nothing inserted: the (From, ID) exists, which wins over a full
+		// mailbox (a retry of an accepted message), or the mailbox is full.
 		existing, err := scanMessage(w.messageByID.QueryRowContext(w.ctx, m.From, m.ID))
 		if err == nil {
 			stored, created = existing, false
@@ -32,36 +63,14 @@ func (s *Store) Submit(ctx context.Context, m store.Message, maxPending int) (st
 		if !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlite store: looking up message %s from %q: %w", m.ID, m.From, err)
 		}
-		if maxPending > 0 {
-			var n int
-			err := w.mailboxCount.QueryRowContext(w.ctx, m.To).Scan(&n)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("sqlite store: counting mailbox of %q: %w", m.To, err)
-			}
-			if n >= maxPending {
-				return fmt.Errorf("sqlite store: %q has %d pending messages (bound %d): %w", m.To, n, maxPending, store.ErrMailboxFull)
-			}
+		var pending int64
+		if err := w.mailboxCount.QueryRowContext(w.ctx, m.To).Scan(&pending); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlite store: counting mailbox of %q: %w", m.To, err)
 		}
-		res, err := w.insertMessage.ExecContext(w.ctx, m.From, m.ID, m.To, m.Sealed, m.KeyPeriod,
-			encTime(m.SubmittedAt), encTime(m.ExpiresAt), m.Attempts, encTime(m.NextAttempt), m.LastError)
-		if err != nil {
-			return fmt.Errorf("sqlite store: storing message %s from %q: %w", m.ID, m.From, err)
+		if pending < bound {
+			return fmt.Errorf("sqlite store: message %s from %q was neither stored nor found (%d of %d pending for %q)", m.ID, m.From, pending, bound, m.To)
 		}
-		seq, err := res.LastInsertId()
-		if err != nil {
-			return fmt.Errorf("sqlite store: storing message %s from %q: %w", m.ID, m.From, err)
-		}
-		if _, err := w.incMailbox.ExecContext(w.ctx, m.To); err != nil {
-			return fmt.Errorf("sqlite store: counting message %s into mailbox of %q: %w", m.ID, m.To, err)
-		}
-		stored = m
-		stored.Seq = seq
-		stored.Status = message.Enqueued
-		stored.SubmittedAt, stored.ExpiresAt = norm(m.SubmittedAt), norm(m.ExpiresAt)
-		stored.DeliveredAt = time.Time{}
-		stored.NextAttempt = norm(m.NextAttempt)
-		created = true
-		return nil
+		return fmt.Errorf("sqlite store: %q has %d pending messages (bound %d): %w", m.To, pending, maxPending, store.ErrMailboxFull)
 	})
 	if err != nil {
 		return store.Message{}, false, err
@@ -122,7 +131,7 @@ func (s *Store) CountPending(ctx context.Context) (int, error) {
 
 // RecordAttempt stores the delivery bookkeeping of an enqueued message.
 func (s *Store) RecordAttempt(ctx context.Context, from, id string, attempts int, next time.Time, lastErr string) error {
-	return s.do(ctx, false, func(w *writer) error {
+	return s.doAtomic(ctx, func(w *writer) error {
 		return affected(fmt.Sprintf("recording attempt of enqueued message %s from %q", id, from))(
 			w.recordAttempt.ExecContext(w.ctx, attempts, encTime(next), lastErr, from, id))
 	})
@@ -139,9 +148,6 @@ func (s *Store) MarkDelivered(ctx context.Context, from, id string, at time.Time
 		err := w.markDelivered.QueryRowContext(w.ctx, encTime(at), from, id).Scan(&to, &submitted, &expires)
 		if err != nil {
 			return notFound(err, fmt.Sprintf("marking enqueued message %s from %q delivered", id, from))
-		}
-		if _, err := w.decMailbox.ExecContext(w.ctx, 1, to); err != nil {
-			return fmt.Errorf("sqlite store: counting delivered message %s out of mailbox of %q: %w", id, to, err)
 		}
 		lifetime := time.Duration(expires - submitted)
 		if _, err := w.insertReport.ExecContext(w.ctx, from, id, to, string(message.Delivered),
@@ -171,18 +177,11 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]store.Message, 
 			return fmt.Errorf("sqlite store: expiring messages due by %v: %w", now, err)
 		}
 		slices.SortFunc(list, func(a, b store.Message) int { return cmp.Compare(a.Seq, b.Seq) })
-		perMailbox := map[string]int{}
 		for _, m := range list {
-			perMailbox[m.To]++
 			lifetime := m.ExpiresAt.Sub(m.SubmittedAt)
 			if _, err := w.insertReport.ExecContext(w.ctx, m.From, m.ID, m.To, string(message.Expired),
 				encTime(m.ExpiresAt), encTime(now.Add(lifetime))); err != nil {
 				return fmt.Errorf("sqlite store: queueing expiry report of message %s for %q: %w", m.ID, m.From, err)
-			}
-		}
-		for to, n := range perMailbox {
-			if _, err := w.decMailbox.ExecContext(w.ctx, n, to); err != nil {
-				return fmt.Errorf("sqlite store: counting %d expired messages out of mailbox of %q: %w", n, to, err)
 			}
 		}
 		if _, err := w.conn.ExecContext(w.ctx, "DELETE FROM reports WHERE expires_at <= ?", nowN); err != nil {

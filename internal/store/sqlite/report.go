@@ -31,7 +31,7 @@ func (s *Store) PendingReports(ctx context.Context, to string, limit int) ([]sto
 
 // DeleteReport removes a forwarded report; ErrNotFound if absent.
 func (s *Store) DeleteReport(ctx context.Context, seq int64) error {
-	return s.do(ctx, false, func(w *writer) error {
+	return s.doAtomic(ctx, func(w *writer) error {
 		return affected(fmt.Sprintf("deleting report %d", seq))(
 			w.conn.ExecContext(w.ctx, "DELETE FROM reports WHERE seq = ?", seq))
 	})

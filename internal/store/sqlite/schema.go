@@ -55,13 +55,29 @@ CREATE INDEX messages_pending ON messages (to_acct, seq) WHERE status = 'enqueue
 CREATE INDEX messages_due ON messages (expires_at) WHERE status = 'enqueued';
 CREATE INDEX messages_to ON messages (to_acct, seq);
 
--- mailboxes counts enqueued messages per recipient, kept in the same
--- transactions that change a message's status, so the mailbox bound of
--- Submit and CountPending cost one row read, not an index scan.
+-- mailboxes counts enqueued messages per recipient, so that the mailbox
+-- bound of Submit and CountPending cost one row read, not an index scan.
+-- The triggers below keep it in the same statement that changes a
+-- message, so no code path can forget it.
 CREATE TABLE mailboxes (
 	account TEXT PRIMARY KEY,
 	pending INTEGER NOT NULL CHECK (pending >= 0)
 ) WITHOUT ROWID;
+
+CREATE TRIGGER mailbox_in AFTER INSERT ON messages WHEN NEW.status = 'enqueued'
+BEGIN
+	INSERT INTO mailboxes (account, pending) VALUES (NEW.to_acct, 1)
+		ON CONFLICT (account) DO UPDATE SET pending = pending + 1;
+END;
+CREATE TRIGGER mailbox_out AFTER UPDATE OF status ON messages
+	WHEN OLD.status = 'enqueued' AND NEW.status <> 'enqueued'
+BEGIN
+	UPDATE mailboxes SET pending = pending - 1 WHERE account = OLD.to_acct;
+END;
+CREATE TRIGGER mailbox_deleted AFTER DELETE ON messages WHEN OLD.status = 'enqueued'
+BEGIN
+	UPDATE mailboxes SET pending = pending - 1 WHERE account = OLD.to_acct;
+END;
 
 -- AUTOINCREMENT: a report's seq is handed to the forwarder and deleted by
 -- it later, so a seq must never be reused for another report.

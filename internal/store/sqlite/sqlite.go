@@ -5,11 +5,13 @@
 // recorded in PRAGMA user_version, and starts one writer goroutine. Every
 // write (Submit, MarkDelivered, …) is queued to that goroutine, which runs
 // all writes waiting at that moment (up to Options.MaxBatch) in one
-// transaction, each inside its own SAVEPOINT, commits once with a full fsync
-// (synchronous=FULL), and only then answers every caller. One operation's
-// failure (ErrMailboxFull, ErrExists, ErrNotFound) rolls back only its own
-// savepoint; a failed commit fails every operation of the batch and nothing
-// of it is written. Reads run on a separate pool of read-only connections,
+// transaction, commits once with a full fsync (synchronous=FULL), and only
+// then answers every caller. One operation's failure (ErrMailboxFull,
+// ErrExists, ErrNotFound) undoes only that operation: a write of several
+// statements runs inside its own SAVEPOINT; a write of one statement (Submit
+// is one INSERT) needs none, since SQLite applies a statement whole or not
+// at all. A database error that may have undone the transaction, or a failed
+// commit, fails every operation of the batch and nothing of it is written. Reads run on a separate pool of read-only connections,
 // concurrently with the writer (WAL mode). Close commits and answers every
 // write already queued, then refuses new ones with ErrClosed.
 //
@@ -149,6 +151,7 @@ func Open(path string, opts Options) (*Store, error) {
 		if err := os.Chmod(abs+suffix, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.w.close()
 			s.wdb.Close()
+			s.rs.close()
 			s.rdb.Close()
 			return nil, fmt.Errorf("sqlite store: making %s 0600: %w", abs+suffix, err)
 		}

@@ -475,3 +475,37 @@ func TestDeleteDataKeysCheckpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedBatchAnswersEveryone: when a write fails in a way that may have
+// rolled back the transaction, no op of its batch is answered nil and none
+// of their writes is stored.
+func TestFailedBatchAnswersEveryone(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTemp(t, Options{})
+	release := blockWriter(t, s)
+	m := testMsg("alice", "bob", 1, []byte("x"))
+	errc := make(chan error, 2)
+	go func() {
+		_, _, err := s.Submit(ctx, m, 0)
+		errc <- err
+	}()
+	checkFor(t, "submit queued", func() bool { return len(s.ops) == 1 })
+	broken := errors.New("disk I/O error (simulated)")
+	go func() {
+		errc <- s.doAtomic(ctx, func(*writer) error { return broken })
+	}()
+	checkFor(t, "failing op queued", func() bool { return len(s.ops) == 2 })
+	release()
+	for range 2 {
+		if err := <-errc; err == nil {
+			t.Errorf("an op of a failed batch was answered nil")
+		}
+	}
+	if _, err := s.Message(ctx, m.From, m.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a write of a failed batch is stored: %v", err)
+	}
+	// The writer carries on with the next batch.
+	if _, _, err := s.Submit(ctx, m, 0); err != nil {
+		t.Errorf("Submit after a failed batch: %v", err)
+	}
+}

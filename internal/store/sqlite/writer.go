@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/sealpost/sealpost/internal/store"
 )
 
 // op is one write waiting for the writer goroutine.
@@ -17,7 +19,13 @@ type op struct {
 	// solo ops (checkpoints) cannot run inside a transaction: the writer
 	// commits the batch before them and runs them alone.
 	solo bool
-	done chan error // buffered; receives exactly one answer
+	// atomic ops make at most one writing statement, which SQLite applies
+	// whole or not at all, and return a store sentinel error only when
+	// that statement wrote nothing; they need no savepoint. Any other error
+	// of an atomic op fails the whole batch, since SQLite may have rolled
+	// back the transaction under it.
+	atomic bool
+	done   chan error // buffered; receives exactly one answer
 }
 
 // do queues fn for the writer and waits for its answer: nil only after the
@@ -27,7 +35,16 @@ type op struct {
 // ends, because the write may already be part of a committing batch; the
 // writer skips an op whose ctx has ended before it starts.
 func (s *Store) do(ctx context.Context, solo bool, fn func(w *writer) error) error {
-	o := &op{ctx: ctx, fn: fn, solo: solo, done: make(chan error, 1)}
+	return s.queue(ctx, &op{ctx: ctx, fn: fn, solo: solo})
+}
+
+// doAtomic is do for an op that qualifies as atomic (see op.atomic).
+func (s *Store) doAtomic(ctx context.Context, fn func(w *writer) error) error {
+	return s.queue(ctx, &op{ctx: ctx, fn: fn, atomic: true})
+}
+
+func (s *Store) queue(ctx context.Context, o *op) error {
+	o.done = make(chan error, 1)
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -108,8 +125,6 @@ type writer struct {
 	messageByID   *sql.Stmt
 	mailboxCount  *sql.Stmt
 	insertMessage *sql.Stmt
-	incMailbox    *sql.Stmt
-	decMailbox    *sql.Stmt
 	markDelivered *sql.Stmt
 	insertReport  *sql.Stmt
 	recordAttempt *sql.Stmt
@@ -133,12 +148,14 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.rollbackTo, "ROLLBACK TO op"},
 		{&w.messageByID, "SELECT " + messageCols + " FROM messages WHERE from_acct = ? AND id = ?"},
 		{&w.mailboxCount, "SELECT pending FROM mailboxes WHERE account = ?"},
+		// One statement checks the mailbox bound (?11), inserts, and
+		// (trigger mailbox_in) counts the message in; it inserts nothing
+		// when the mailbox is full or (From, ID) exists.
 		{&w.insertMessage, `INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status,
 			submitted_at, expires_at, delivered_at, attempts, next_attempt, last_error)
-			VALUES (?, ?, ?, ?, ?, 'enqueued', ?, ?, 0, ?, ?, ?)`},
-		{&w.incMailbox, `INSERT INTO mailboxes (account, pending) VALUES (?, 1)
-			ON CONFLICT (account) DO UPDATE SET pending = pending + 1`},
-		{&w.decMailbox, "UPDATE mailboxes SET pending = pending - ? WHERE account = ?"},
+			SELECT ?1, ?2, ?3, ?4, ?5, 'enqueued', ?6, ?7, 0, ?8, ?9, ?10
+			WHERE coalesce((SELECT pending FROM mailboxes WHERE account = ?3), 0) < ?11
+			ON CONFLICT (from_acct, id) DO NOTHING`},
 		{&w.markDelivered, `UPDATE messages SET status = 'delivered', delivered_at = ?, sealed = NULL, key_period = 0
 			WHERE from_acct = ? AND id = ? AND status = 'enqueued'
 			RETURNING to_acct, submitted_at, expires_at`},
@@ -210,6 +227,16 @@ func (w *writer) runBatch(batch []*op) {
 			errs[i] = fmt.Errorf("sqlite store: write abandoned before it started: %w", err)
 			continue
 		}
+		if o.atomic {
+			if err := o.fn(w); err != nil {
+				errs[i] = err
+				if !isSentinel(err) {
+					abort(fmt.Errorf("sqlite store: batch rolled back after a failed write: %w", err))
+					return
+				}
+			}
+			continue
+		}
 		if _, err := w.exec(w.savepoint); err != nil {
 			abort(fmt.Errorf("sqlite store: opening savepoint: %w", err))
 			return
@@ -231,6 +258,12 @@ func (w *writer) runBatch(batch []*op) {
 		return
 	}
 	answer()
+}
+
+// isSentinel reports whether err is one of the store's answers (as opposed
+// to a failure of the database).
+func isSentinel(err error) bool {
+	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrMailboxFull)
 }
 
 // runSolo runs an op outside any transaction.

@@ -805,10 +805,10 @@ func testMarkDelivered(t *testing.T, s store.Store) {
 func testExpireDue(t *testing.T, s store.Store) {
 	addAccounts(t, s, "alice", "bob", "carol", "dave")
 	ctx := t.Context()
-	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)           // expires t0+72h
-	m2 := submit(t, s, msg("alice", "bob", 2, time.Hour), 0)   // expires t0+73h
-	m3 := submit(t, s, msg("carol", "dave", 3, 0), 0)          // expires t0+72h
-	m4 := submit(t, s, msg("carol", "bob", 4, -time.Hour), 0)  // expires t0+71h, delivered first
+	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)          // expires t0+72h
+	m2 := submit(t, s, msg("alice", "bob", 2, time.Hour), 0)  // expires t0+73h
+	m3 := submit(t, s, msg("carol", "dave", 3, 0), 0)         // expires t0+72h
+	m4 := submit(t, s, msg("carol", "bob", 4, -time.Hour), 0) // expires t0+71h, delivered first
 	if err := s.MarkDelivered(ctx, m4.From, m4.ID, t0); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
