@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/sealpost/sealpost/internal/auth"
 	"github.com/sealpost/sealpost/internal/store"
@@ -65,4 +67,56 @@ func (s *Server) Messages(ctx context.Context, f store.MessageFilter) ([]store.M
 
 func (s *Server) sealSecrets(name, password string) []byte {
 	return s.sealer.SealSecret(auth.ComputeSIPSecrets(name, s.o.Domain, password).Marshal(), "sip:"+name)
+}
+
+// AddUsers creates many accounts that share one password, for load tests
+// and bulk provisioning: the argon2id hash is computed once (a hash per
+// account would take minutes for thousands), and the accounts are written
+// concurrently so the store commits them in large groups. Accounts that
+// already exist are left as they are. It returns how many it created.
+func (s *Server) AddUsers(ctx context.Context, names []string, password string) (int, error) {
+	if password == "" {
+		return 0, errors.New("the password is empty")
+	}
+	for _, name := range names {
+		if err := message.CheckAccount(name); err != nil {
+			return 0, err
+		}
+	}
+	hash := auth.HashPassword(password)
+	var (
+		mu       sync.Mutex
+		created  int
+		firstErr error
+		next     atomic.Int64
+		wg       sync.WaitGroup
+	)
+	for w := 0; w < min(64, len(names)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(names) || ctx.Err() != nil {
+					return
+				}
+				a := store.Account{Name: names[i], PasswordHash: hash, SIPSecrets: s.sealSecrets(names[i], password), CreatedAt: s.o.Clock.Now()}
+				err := s.store.CreateAccount(ctx, a)
+				mu.Lock()
+				switch {
+				case err == nil:
+					created++
+				case errors.Is(err, store.ErrExists):
+				case firstErr == nil:
+					firstErr = fmt.Errorf("creating account %q: %w", names[i], err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return created, firstErr
+	}
+	return created, ctx.Err()
 }

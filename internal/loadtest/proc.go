@@ -1,0 +1,195 @@
+package loadtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of the CPU times in /proc/PID/stat. It
+// is 100 on every Linux architecture Go supports (the kernel fixes it for
+// user space whatever its internal HZ), and Go cannot ask sysconf
+// without cgo.
+const clockTicks = 100
+
+// procSample is one reading of a process from /proc.
+type procSample struct {
+	At  time.Time
+	CPU time.Duration // user + system time since the process started
+	RSS int64         // resident set size now, bytes
+	HWM int64         // peak resident set size since the process started, bytes
+}
+
+// readProc reads CPU time and memory of pid from /proc.
+func readProc(pid int) (procSample, error) {
+	s := procSample{At: time.Now()}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, fmt.Errorf("reading CPU time of process %d: %w", pid, err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces;
+	// the fields after the last ')' start with field 3 (state).
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return s, fmt.Errorf("/proc/%d/stat: no ')' after the command name", pid)
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return s, fmt.Errorf("/proc/%d/stat: %d fields after the command name, want at least 13", pid, len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err := errors.Join(err1, err2); err != nil {
+		return s, fmt.Errorf("/proc/%d/stat: CPU times: %w", pid, err)
+	}
+	s.CPU = time.Duration(utime+stime) * time.Second / clockTicks
+
+	status, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, fmt.Errorf("reading memory of process %d: %w", pid, err)
+	}
+	defer status.Close()
+	sc := bufio.NewScanner(status)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (k != "VmRSS" && k != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("/proc/%d/status: %s: %w", pid, k, err)
+		}
+		if k == "VmRSS" {
+			s.RSS = kb << 10
+		} else {
+			s.HWM = kb << 10
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return s, fmt.Errorf("/proc/%d/status: %w", pid, err)
+	}
+	if s.RSS == 0 {
+		return s, fmt.Errorf("/proc/%d/status has no VmRSS (a zombie?)", pid)
+	}
+	return s, nil
+}
+
+// selfCPU returns the CPU time this process has used (microsecond
+// resolution, unlike /proc's ticks).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pidListeningOn finds the local process that listens on the TCP port of
+// addr, from /proc/net/tcp{,6} and the socket links in /proc/*/fd. It needs
+// the same user as the server (or root) to read the other process's fds.
+func pidListeningOn(addr string) (int, error) {
+	_, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("port of %q: %w", addr, err)
+	}
+	inodes := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			if len(f) < 10 || f[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, ok := strings.Cut(f[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); ok && err == nil && p == port {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0, fmt.Errorf("no process listens on TCP port %d", port)
+	}
+	procs, err := filepath.Glob("/proc/[0-9]*/fd")
+	if err != nil {
+		return 0, err
+	}
+	for _, fdDir := range procs {
+		fds, err := os.ReadDir(fdDir)
+		if err != nil {
+			continue // another user's process, or gone
+		}
+		for _, fd := range fds {
+			link, err := os.Readlink(filepath.Join(fdDir, fd.Name()))
+			if err == nil && inodes[link] {
+				return strconv.Atoi(filepath.Base(filepath.Dir(fdDir)))
+			}
+		}
+	}
+	return 0, fmt.Errorf("a socket listens on port %d but no process of this user holds it; give --pid", port)
+}
+
+// rssSampler samples a process's RSS every interval and keeps the peak,
+// because VmHWM covers the process's whole life, not one run.
+type rssSampler struct {
+	mu   sync.Mutex
+	peak int64 // guarded by mu
+	last int64 // guarded by mu
+	err  error // guarded by mu
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+func startRSSSampler(pid int, interval time.Duration) *rssSampler {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &rssSampler{stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			p, err := readProc(pid)
+			s.mu.Lock()
+			if err != nil {
+				s.err = err
+			} else {
+				s.last = p.RSS
+				s.peak = max(s.peak, p.RSS)
+			}
+			s.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// Stop ends sampling and returns the peak RSS seen.
+func (s *rssSampler) Stop() (int64, error) {
+	s.stop()
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak, s.err
+}

@@ -1,0 +1,183 @@
+package loadtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/sealpost/sealpost/internal/server"
+)
+
+// Provision creates the bench accounts prefix00000 … in the data folder of
+// a server that is not running (SQLite allows a second writer, but a
+// running server would have to wait for it), all with one password.
+func Provision(ctx context.Context, dataDir, domain string, s *Settings, n int, password string) (int, error) {
+	srv, err := server.New(server.Options{DataDir: dataDir, Domain: domain})
+	if err != nil {
+		return 0, fmt.Errorf("opening the data folder %s: %w", dataDir, err)
+	}
+	defer srv.Close()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = s.AccountName(i)
+	}
+	return srv.AddUsers(ctx, names, password)
+}
+
+// NewPassword returns a random password for the bench accounts.
+func NewPassword() string {
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		panic("no randomness: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Spawned is a sealpostd started by the tool on a fresh data folder.
+type Spawned struct {
+	Target
+	Dir    string
+	cmd    *exec.Cmd
+	log    *os.File
+	exited chan error // receives the result of cmd.Wait
+}
+
+// Spawn provisions a fresh data folder with the accounts s needs and
+// starts the sealpostd binary bin on free loopback ports, with extra
+// arguments after the tool's own. It returns once the server answers
+// /readyz.
+func Spawn(ctx context.Context, bin string, s *Settings, domain string, extra []string, progress io.Writer) (*Spawned, error) {
+	dir, err := os.MkdirTemp("", "sealbench-*")
+	if err != nil {
+		return nil, err
+	}
+	sp := &Spawned{Dir: dir}
+	sp.Password = NewPassword()
+	sp.Domain = domain
+	fail := func(err error) (*Spawned, error) {
+		sp.Stop()
+		return nil, err
+	}
+	t0 := time.Now()
+	if _, err := Provision(ctx, dir, domain, s, s.Accounts(), sp.Password); err != nil {
+		return fail(err)
+	}
+	fmt.Fprintf(progress, "sealbench: %d accounts provisioned in %s in %v\n", s.Accounts(), dir, time.Since(t0).Round(time.Millisecond))
+	ports, err := freePorts(3)
+	if err != nil {
+		return fail(err)
+	}
+	sp.HTTPS, sp.SIP, sp.Admin = ports[0], ports[1], ports[2]
+	args := []string{"--data", dir, "--https", sp.HTTPS, "--sip", sp.SIP, "--admin", sp.Admin, "--domain", domain}
+	if s.Scenario == "drain" {
+		// One mailbox holds every message of the run.
+		args = append(args, "--max-pending", strconv.Itoa(max(1000, s.Messages)))
+	}
+	args = append(args, extra...)
+	sp.log, err = os.OpenFile(filepath.Join(dir, "sealpostd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	sp.cmd = exec.Command(bin, args...)
+	sp.cmd.Stdout, sp.cmd.Stderr = sp.log, sp.log
+	if err := sp.cmd.Start(); err != nil {
+		return fail(fmt.Errorf("starting %s: %w", bin, err))
+	}
+	sp.PID = sp.cmd.Process.Pid
+	sp.CAFile = filepath.Join(dir, "cert.pem")
+	sp.exited = make(chan error, 1)
+	go func() { sp.exited <- sp.cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if ready(ctx, "http://"+sp.Admin+"/readyz") {
+			if _, err := os.Stat(sp.CAFile); err == nil {
+				break
+			}
+		}
+		select {
+		case err := <-sp.exited:
+			sp.cmd = nil
+			return fail(fmt.Errorf("%s exited before it was ready (%v); its log is %s", bin, err, sp.log.Name()))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fail(fmt.Errorf("%s not ready on %s after 30 s; its log is %s", bin, sp.Admin, sp.log.Name()))
+		}
+	}
+	return sp, nil
+}
+
+func ready(ctx context.Context, url string) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	res.Body.Close()
+	return res.StatusCode == 200
+}
+
+// Stop ends the server (SIGTERM, then SIGKILL after 15 s) and removes its
+// data folder.
+func (sp *Spawned) Stop() error {
+	var err error
+	if sp.cmd != nil && sp.cmd.Process != nil {
+		_ = sp.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err = <-sp.exited:
+			var ee *exec.ExitError
+			if errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled() {
+				err = nil // ended by our SIGTERM without a handler
+			}
+		case <-time.After(15 * time.Second):
+			_ = sp.cmd.Process.Kill()
+			<-sp.exited
+			err = errors.New("sealpostd did not stop within 15 s of SIGTERM; killed")
+		}
+		sp.cmd = nil
+	}
+	if sp.log != nil {
+		sp.log.Close()
+	}
+	if sp.Dir != "" {
+		if e := os.RemoveAll(sp.Dir); e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// freePorts returns n loopback addresses with ports the kernel just handed
+// out and released; another process could take one before the server
+// does, which the server then reports as a listen error.
+func freePorts(n int) ([]string, error) {
+	var out []string
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	return out, nil
+}
