@@ -344,7 +344,7 @@ func cmdContacts(a *app, args []string) error {
 		if c.Unread > 0 {
 			unread = fmt.Sprintf("%d unread", c.Unread)
 		}
-		fmt.Fprintf(a.stdout, "%-20s %-10s %3d messages, last %s\n", c.Name, unread, c.Total, c.Last.Local().Format("2006-01-02 15:04"))
+		fmt.Fprintf(a.stdout, "%-20s %-10s %3d message(s), last %s\n", c.Name, unread, c.Total, c.Last.Local().Format("2006-01-02 15:04"))
 	}
 	return nil
 }
