@@ -94,7 +94,7 @@ func startBaresip(t, owner *testing.T, dir string, s *serverInfo, account, passw
 	return b
 }
 
-func (b *baresip) output() string { return readFile(b.outPath) }
+func (b *baresip) output() string  { return readFile(b.outPath) }
 func (b *baresip) trace() []sipMsg { return parseTrace(b.output()) }
 
 // registered reports baresip's own word that the account registered.

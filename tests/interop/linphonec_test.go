@@ -85,8 +85,8 @@ func (l *linphonec) start(t *testing.T) {
 	t.Logf("linphonec for %s (run %d): config and logs in %s", l.account, l.run, l.home)
 }
 
-func (l *linphonec) output() string { return readFile(l.outPath) }
-func (l *linphonec) log() string    { return readFile(l.logPath) }
+func (l *linphonec) output() string  { return readFile(l.outPath) }
+func (l *linphonec) log() string     { return readFile(l.logPath) }
 func (l *linphonec) trace() []sipMsg { return parseTrace(l.log()) }
 
 var linphoneRegOK = regexp.MustCompile(`moving from state \[LinphoneRegistration\w+\] to \[LinphoneRegistrationOk\]`)
