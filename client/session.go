@@ -45,25 +45,19 @@ func (c *Core) runSession(ctx context.Context) {
 			backoff = time.Duration(s.ReconnectMin)
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
+		// The timer is set before the event is told, so whoever reacts to
+		// the event (a test moving a fake clock) finds it set.
+		woke := make(chan struct{})
+		timer := c.clock.AfterFunc(wait, func() { close(woke) })
 		c.logf("SIP: %v; reconnecting in %s", err, wait.Round(time.Millisecond))
 		c.emit(Event{Kind: EventOffline, Detail: fmt.Sprintf("%v; reconnecting in %s", err, wait.Round(time.Millisecond))})
-		if !c.sleep(ctx, wait) {
+		select {
+		case <-woke:
+		case <-ctx.Done():
+			timer.Stop()
 			return
 		}
 		backoff = min(backoff*2, time.Duration(s.ReconnectMax))
-	}
-}
-
-// sleep waits d on the core's clock; false if ctx ended first.
-func (c *Core) sleep(ctx context.Context, d time.Duration) bool {
-	ch := make(chan struct{})
-	t := c.clock.AfterFunc(d, func() { close(ch) })
-	select {
-	case <-ch:
-		return true
-	case <-ctx.Done():
-		t.Stop()
-		return false
 	}
 }
 
