@@ -509,3 +509,23 @@ func TestFailedBatchAnswersEveryone(t *testing.T) {
 		t.Errorf("Submit after a failed batch: %v", err)
 	}
 }
+
+// TestOddPath: the path reaches SQLite as a file: URI, so characters that
+// mean something in a URI must be escaped, not interpreted.
+func TestOddPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data dir?mode=ro#x%41")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "sealpost.db")
+	s := openAt(t, path, Options{})
+	if err := s.CreateAccount(t.Context(), store.Account{Name: "alice", PasswordHash: "h", CreatedAt: t0}); err != nil {
+		t.Fatalf("writing to a database under %q: %v", dir, err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the database is not at the path given: %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(dir)); len(entries) != 1 {
+		t.Errorf("files were created outside the given folder: %v", entries)
+	}
+}

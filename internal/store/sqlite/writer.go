@@ -12,9 +12,9 @@ import (
 // op is one write waiting for the writer goroutine.
 type op struct {
 	ctx context.Context
-	// fn makes the write on the writer's connection inside a savepoint (or,
-	// for a solo op, outside any transaction). An error rolls back only
-	// this op's savepoint.
+	// fn makes the write on the writer's connection: inside the batch's
+	// transaction, in its own savepoint unless atomic; for a solo op,
+	// outside any transaction. A store sentinel error undoes only this op.
 	fn func(w *writer) error
 	// solo ops (checkpoints) cannot run inside a transaction: the writer
 	// commits the batch before them and runs them alone.
