@@ -90,6 +90,7 @@ func startBaresip(t, owner *testing.T, dir string, s *serverInfo, account, passw
 	}
 	b := &baresip{account: account, dir: conf, outPath: filepath.Join(conf, "stdout.log"), ctrlAddr: fmt.Sprintf("127.0.0.1:%d", port)}
 	b.proc = startProc(t, owner, "baresip", conf, nil, b.outPath, "-f", conf, "-s")
+	b.proc.quit = "q" // stdio reads keys: q quits (and un-registers)
 	t.Logf("baresip for %s: config and log in %s", account, conf)
 	return b
 }

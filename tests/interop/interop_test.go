@@ -425,7 +425,7 @@ func (e *env) carolOffline(t *testing.T) {
 	}); err == nil {
 		t.Fatal("the server delivered to linphonec after it un-registered")
 	}
-	l.stop(t, "quit", 10*time.Second)
+	l.stop(t, 10*time.Second)
 	if st, err := e.dave.status(id); err != nil || st.Status != string(message.Enqueued) {
 		t.Fatalf("message to offline linphonec: status %q (%v), want enqueued", st.Status, err)
 	}

@@ -18,6 +18,7 @@ import (
 // baresip prints incoming messages only while it is open.
 type proc struct {
 	name  string
+	quit  string // the command that makes it quit
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 
@@ -48,12 +49,12 @@ func startProc(t, owner *testing.T, name, dir string, env []string, outPath stri
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	p := &proc{name: name, quit: "quit", cmd: cmd, stdin: stdin, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.done)
 	}()
-	owner.Cleanup(func() { p.stop(owner, "quit", 5*time.Second) })
+	owner.Cleanup(func() { p.stop(owner, 5*time.Second) })
 	return p
 }
 
@@ -75,9 +76,9 @@ func (p *proc) exited() bool {
 	}
 }
 
-// stop asks the process to quit with the command quit, waits up to timeout
-// for it to exit, then kills it (this one process, by its pid).
-func (p *proc) stop(t *testing.T, quit string, timeout time.Duration) {
+// stop asks the process to quit, waits up to timeout for it to exit, then
+// kills it (this one process, by its pid).
+func (p *proc) stop(t *testing.T, timeout time.Duration) {
 	p.mu.Lock()
 	if p.stopped {
 		p.mu.Unlock()
@@ -85,13 +86,13 @@ func (p *proc) stop(t *testing.T, quit string, timeout time.Duration) {
 	}
 	p.stopped = true
 	p.mu.Unlock()
-	if !p.exited() && quit != "" {
-		_ = p.send(quit)
+	if !p.exited() {
+		_ = p.send(p.quit)
 	}
 	select {
 	case <-p.done:
 	case <-time.After(timeout):
-		t.Logf("%s (pid %d) did not exit within %v of %q; killing it", p.name, p.cmd.Process.Pid, timeout, quit)
+		t.Logf("%s (pid %d) did not exit within %v of %q; killing it", p.name, p.cmd.Process.Pid, timeout, p.quit)
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
