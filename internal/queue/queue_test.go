@@ -1,0 +1,218 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/registrar"
+	"github.com/sealpost/sealpost/internal/seal"
+	"github.com/sealpost/sealpost/internal/store"
+	"github.com/sealpost/sealpost/internal/store/sqlite"
+	"github.com/sealpost/sealpost/message"
+)
+
+// fakeSender records deliveries and fails chosen ones: fail[text] is how
+// many attempts of that text fail before one succeeds.
+type fakeSender struct {
+	mu        sync.Mutex
+	fail      map[string]int
+	delivered []string // texts, in the order the device accepted them
+	attempts  []string // texts, every attempt
+	reports   []store.Report
+}
+
+func (f *fakeSender) SendMessage(_ context.Context, _ registrar.Binding, d Delivery) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.attempts = append(f.attempts, d.Text)
+	if f.fail[d.Text] > 0 {
+		f.fail[d.Text]--
+		return errors.New("device answered 500")
+	}
+	f.delivered = append(f.delivered, d.Text)
+	return nil
+}
+
+func (f *fakeSender) SendReport(_ context.Context, _ registrar.Binding, r store.Report) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reports = append(f.reports, r)
+	return nil
+}
+
+func (f *fakeSender) snapshot() (delivered, attempts []string, reports int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.delivered...), append([]string(nil), f.attempts...), len(f.reports)
+}
+
+type fixture struct {
+	q      *Queue
+	clock  *clock.Fake
+	sender *fakeSender
+	online map[string]registrar.Binding
+	mu     sync.Mutex
+	store  store.Store
+}
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "q.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for _, n := range []string{"alice", "bob"} {
+		if err := st.CreateAccount(context.Background(), store.Account{Name: n, PasswordHash: "x", CreatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := make([]byte, seal.KeySize)
+	sl, err := seal.New(key, st, func(err error) bool { return errors.Is(err, store.ErrNotFound) }, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{clock: clock.NewFake(t0), sender: &fakeSender{fail: map[string]int{}}, online: map[string]registrar.Binding{}, store: st}
+	f.q = New(Options{
+		Store: st, Sealer: sl, Sender: f.sender, Clock: f.clock,
+		Lookup: func(a string) (registrar.Binding, bool) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			b, ok := f.online[a]
+			return b, ok
+		},
+	})
+	f.q.Start()
+	t.Cleanup(f.q.Stop)
+	return f
+}
+
+func (f *fixture) goOnline(account string, imdn bool) {
+	f.mu.Lock()
+	f.online[account] = registrar.Binding{Account: account, IMDN: imdn}
+	f.mu.Unlock()
+	f.q.Online(account)
+}
+
+func (f *fixture) submit(t *testing.T, text string) string {
+	t.Helper()
+	id := message.NewID()
+	if _, created, err := f.q.Submit(context.Background(), Submission{ID: id, From: "alice", To: "bob", Text: text}); err != nil || !created {
+		t.Fatalf("submit %q: %v %v", text, created, err)
+	}
+	return id
+}
+
+func checkFor(t *testing.T, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A failing message holds back the ones behind it: order is never broken.
+func TestFailureKeepsOrder(t *testing.T) {
+	f := newFixture(t)
+	f.sender.fail["first"] = 1
+	f.submit(t, "first")
+	f.submit(t, "second")
+	f.goOnline("bob", false)
+	checkFor(t, func() error {
+		if !f.clock.HasTimerAt(t0.Add(30 * time.Second)) {
+			return errors.New("retry not scheduled")
+		}
+		return nil
+	})
+	if delivered, attempts, _ := f.sender.snapshot(); len(delivered) != 0 || fmt.Sprint(attempts) != "[first]" {
+		t.Fatalf("before the retry: delivered %q attempts %q", delivered, attempts)
+	}
+	f.clock.Advance(30 * time.Second)
+	checkFor(t, func() error {
+		if d, _, _ := f.sender.snapshot(); fmt.Sprint(d) != "[first second]" {
+			return fmt.Errorf("delivered %q", d)
+		}
+		return nil
+	})
+}
+
+func TestOfflineRecipientGetsNoAttempt(t *testing.T) {
+	f := newFixture(t)
+	id := f.submit(t, "later")
+	f.clock.Advance(time.Hour)
+	if _, attempts, _ := f.sender.snapshot(); len(attempts) != 0 {
+		t.Fatalf("attempts to an offline device: %q", attempts)
+	}
+	f.goOnline("bob", false)
+	checkFor(t, func() error {
+		m, err := f.store.Message(context.Background(), "alice", id)
+		if err != nil || m.Status != message.Delivered {
+			return fmt.Errorf("%v %v", m.Status, err)
+		}
+		return nil
+	})
+}
+
+func TestReportsOnlyForDevicesThatAsked(t *testing.T) {
+	f := newFixture(t)
+	f.goOnline("alice", false)
+	f.goOnline("bob", false)
+	f.submit(t, "one")
+	checkFor(t, func() error {
+		if d, _, _ := f.sender.snapshot(); len(d) != 1 {
+			return fmt.Errorf("delivered %q", d)
+		}
+		return nil
+	})
+	// alice's plain device: the report waits in the store.
+	checkFor(t, func() error {
+		r, err := f.store.PendingReports(context.Background(), "alice", 10)
+		if err != nil || len(r) != 1 {
+			return fmt.Errorf("pending reports %d %v", len(r), err)
+		}
+		return nil
+	})
+	if _, _, n := f.sender.snapshot(); n != 0 {
+		t.Fatalf("%d reports sent to a device that did not ask", n)
+	}
+	f.goOnline("alice", true)
+	checkFor(t, func() error {
+		if _, _, n := f.sender.snapshot(); n != 1 {
+			return fmt.Errorf("%d reports", n)
+		}
+		return nil
+	})
+}
+
+func TestSubmitRefusals(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var rule *message.RuleError
+	if _, _, err := f.q.Submit(ctx, Submission{ID: "x", From: "alice", To: "bob", Text: "hi"}); !errors.As(err, &rule) || rule.Code != message.CodeInvalidID {
+		t.Fatalf("bad id: %v", err)
+	}
+	if _, _, err := f.q.Submit(ctx, Submission{ID: message.NewID(), From: "alice", To: "bob", Text: ""}); !errors.As(err, &rule) || rule.Code != message.CodeEmpty {
+		t.Fatalf("empty: %v", err)
+	}
+	if _, _, err := f.q.Submit(ctx, Submission{ID: message.NewID(), From: "alice", To: "carol", Text: "hi"}); !errors.Is(err, ErrUnknownRecipient) {
+		t.Fatalf("unknown recipient: %v", err)
+	}
+	if n, _ := f.store.CountPending(ctx); n != 0 {
+		t.Fatalf("refusals stored %d messages", n)
+	}
+}
