@@ -16,6 +16,10 @@ type TokenResponse struct {
 	Token     string    `json:"token"`
 	Account   string    `json:"account"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Domain is the SIP domain (digest realm) and SIPPort the port of SIP
+	// over TLS on the same host, so a client needs only the HTTPS URL.
+	Domain  string `json:"domain,omitempty"`
+	SIPPort int    `json:"sip_port,omitempty"`
 }
 
 // SubmitRequest is the body of POST /v1/messages.

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/sealpost/sealpost/message"
@@ -92,15 +93,9 @@ func Login(ctx context.Context, o LoginOptions) error {
 		Domain:  o.Domain,
 		Account: o.Account,
 	}
-	if p.SIPAddr == "" {
-		p.SIPAddr = net.JoinHostPort(host, "5061")
-	} else if _, _, err := net.SplitHostPort(p.SIPAddr); err != nil {
-		return fmt.Errorf("SIP address %q is not HOST:PORT", o.SIPAddr)
-	}
-	if p.Domain == "" {
-		p.Domain = host
-		if net.ParseIP(host) != nil {
-			p.Domain = "localhost"
+	if p.SIPAddr != "" {
+		if _, _, err := net.SplitHostPort(p.SIPAddr); err != nil {
+			return fmt.Errorf("SIP address %q is not HOST:PORT", o.SIPAddr)
 		}
 	}
 	var caPEM []byte
@@ -125,6 +120,24 @@ func Login(ctx context.Context, o LoginOptions) error {
 	}
 	p.Token = tok.Token
 	p.ExpiresAt = tok.ExpiresAt
+	// The server tells its SIP domain and port with the token; guess only
+	// when it does not (an older server).
+	if p.SIPAddr == "" {
+		port := "5061"
+		if tok.SIPPort != 0 {
+			port = strconv.Itoa(tok.SIPPort)
+		}
+		p.SIPAddr = net.JoinHostPort(host, port)
+	}
+	if p.Domain == "" {
+		p.Domain = tok.Domain
+	}
+	if p.Domain == "" {
+		p.Domain = host
+		if net.ParseIP(host) != nil {
+			p.Domain = "localhost"
+		}
+	}
 	p.HA1MD5 = ha1(md5hex, o.Account, p.Domain, o.Password)
 	p.HA1SHA256 = ha1(sha256hex, o.Account, p.Domain, o.Password)
 

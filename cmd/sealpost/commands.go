@@ -23,8 +23,8 @@ func cmdLogin(a *app, args []string) error {
 	server := fs.String("server", "", "the server's HTTPS address, like https://HOST:8443")
 	account := fs.String("account", "", "your account name")
 	ca := fs.String("ca", "", "PEM file of the CA (or the self-signed certificate) to verify the server with; default: the system roots")
-	sipAddr := fs.String("sip", "", "the server's SIP over TLS address HOST:PORT (default: the server's host, port 5061)")
-	domain := fs.String("domain", "", "the server's SIP domain (default: the server's host name, or localhost for an IP address)")
+	sipAddr := fs.String("sip", "", "the server's SIP over TLS address HOST:PORT (default: the server's host and the port the server announces)")
+	domain := fs.String("domain", "", "the server's SIP domain (default: the one the server announces at login)")
 	stdinPw := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
 	if _, err := parse(fs, args, 0, ""); err != nil {
 		return err

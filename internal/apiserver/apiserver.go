@@ -39,6 +39,9 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// TokenTTL is how long a bearer token is valid (default 30 days).
 	TokenTTL time.Duration
+	// Domain and SIPPort are told to clients with their token.
+	Domain  string
+	SIPPort func() int
 }
 
 // API serves the HTTPS API.
@@ -120,7 +123,11 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 		a.storeFailed(w, "storing token", err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, api.TokenResponse{Token: token, Account: acct.Name, ExpiresAt: t.ExpiresAt.UTC()})
+	res := api.TokenResponse{Token: token, Account: acct.Name, ExpiresAt: t.ExpiresAt.UTC(), Domain: a.o.Domain}
+	if a.o.SIPPort != nil {
+		res.SIPPort = a.o.SIPPort()
+	}
+	writeJSON(w, http.StatusCreated, res)
 }
 
 // revokeToken deletes the bearer token the request is made with.

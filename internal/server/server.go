@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -179,7 +180,12 @@ func (s *Server) Start() error {
 	s.metrics.Observe(s.pendingGauge, func() float64 { return float64(s.registrar.Len()) })
 	s.api = apiserver.New(apiserver.Options{
 		Store: s.store, Queue: s.queue, Clock: o.Clock, Log: s.log.With("part", "api"),
-		Metrics: s.metrics, TokenTTL: o.TokenTTL,
+		Metrics: s.metrics, TokenTTL: o.TokenTTL, Domain: o.Domain,
+		SIPPort: func() int {
+			_, port, _ := net.SplitHostPort(s.SIPAddr())
+			n, _ := strconv.Atoi(port)
+			return n
+		},
 	})
 
 	httpsL, err := net.Listen("tcp", o.HTTPSAddr)

@@ -270,6 +270,7 @@ func TestServerDownThenBack(t *testing.T) {
 		}
 		return nil
 	})
+	start := clk.Now()
 	m, err := alice.core.Send(context.Background(), "bob", "sent while the server was down")
 	if err != nil {
 		t.Fatal(err)
@@ -286,6 +287,15 @@ func TestServerDownThenBack(t *testing.T) {
 	}
 	servertest.CheckFor(t, 10*time.Second, failed(1))
 	for n := 2; n <= 5; n++ {
+		// Advance only once the next attempt is scheduled, or the
+		// advance could come before the timer it is meant to fire.
+		next := start.Add(time.Duration(n-1) * 12 * time.Second)
+		servertest.CheckFor(t, 10*time.Second, func() error {
+			if !clk.HasTimerAt(next) {
+				return fmt.Errorf("attempt %d not scheduled at %v", n, next)
+			}
+			return nil
+		})
 		clk.Advance(12 * time.Second)
 		servertest.CheckFor(t, 10*time.Second, failed(n))
 	}
