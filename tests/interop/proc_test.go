@@ -42,6 +42,7 @@ func startProc(t, owner *testing.T, name, dir string, env []string, outPath stri
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = out, out
+	dieWithTest(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatalf("stdin pipe for %s: %v", name, err)
