@@ -314,10 +314,20 @@ func (q *Queue) pass(account string) time.Duration {
 		if len(msgs) == 0 {
 			break
 		}
+		skipped := 0
 		for _, m := range msgs {
-			if wait, stop := q.attempt(b, m); stop {
+			wait, stop, skip := q.attempt(b, m)
+			if stop {
 				return wait
 			}
+			if skip {
+				skipped++
+			}
+		}
+		if skipped == len(msgs) {
+			// Everything left is expired (the sweep removes it within a
+			// minute) or cannot be opened: listing again would spin.
+			break
 		}
 	}
 	if b.IMDN {
@@ -327,36 +337,37 @@ func (q *Queue) pass(account string) time.Duration {
 }
 
 // attempt delivers one message. stop reports that the pass must end (with
-// wait before the next one).
-func (q *Queue) attempt(b registrar.Binding, m store.Message) (wait time.Duration, stop bool) {
+// wait before the next one); skip that the message was passed over.
+func (q *Queue) attempt(b registrar.Binding, m store.Message) (wait time.Duration, stop, skip bool) {
 	now := q.o.Clock.Now()
 	if !m.ExpiresAt.After(now) {
-		return 0, false // the sweep expires it and reports the failure
+		return 0, false, true // the sweep expires it and reports the failure
 	}
 	attempts := m.Attempts + 1
 	err := q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, attempts, now.Add(q.o.RetryInterval), m.LastError)
 	if errors.Is(err, store.ErrNotFound) {
-		return 0, false // delivered or expired meanwhile
+		return 0, false, false // delivered or expired meanwhile
 	}
 	if err != nil {
 		q.o.Log.Error("recording delivery attempt", "id", m.ID, "err", err)
-		return q.o.RetryInterval, true
+		return q.o.RetryInterval, true, false
 	}
 	text, err := q.o.Sealer.Open(q.ctx, m.ID, m.From, m.To, m.KeyPeriod, m.Sealed)
 	if err != nil {
 		// Only a destroyed key (the message outlived its period) or a
 		// corrupted record gets here; the sweep expires it.
 		q.o.Log.Error("opening sealed message", "id", m.ID, "err", err)
-		return 0, false
+		return 0, false, true
 	}
 	ctx, cancel := context.WithTimeout(q.ctx, q.o.AttemptTimeout)
 	err = q.o.Sender.SendMessage(ctx, b, Delivery{ID: m.ID, From: m.From, To: m.To, Text: text, SubmittedAt: m.SubmittedAt})
 	cancel()
 	if err == nil {
-		return q.delivered(m)
+		wait, stop := q.delivered(m)
+		return wait, stop, false
 	}
 	if q.ctx.Err() != nil {
-		return 0, true
+		return 0, true, false
 	}
 	reason := failureReason(err)
 	q.o.Log.Info("delivery attempt failed", "id", m.ID, "to", m.To, "attempt", attempts, "reason", reason, "err", err)
@@ -366,7 +377,7 @@ func (q *Queue) attempt(b registrar.Binding, m store.Message) (wait time.Duratio
 	if err := q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, attempts, now.Add(q.o.RetryInterval), err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		q.o.Log.Error("recording failed attempt", "id", m.ID, "err", err)
 	}
-	return q.failed(b.Account), true
+	return q.failed(b.Account), true, false
 }
 
 func (q *Queue) delivered(m store.Message) (time.Duration, bool) {

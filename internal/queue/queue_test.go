@@ -216,3 +216,54 @@ func TestSubmitRefusals(t *testing.T) {
 		t.Fatalf("refusals stored %d messages", n)
 	}
 }
+
+// countingStore counts Pending calls, to catch a delivery run that spins.
+type countingStore struct {
+	store.Store
+	mu      sync.Mutex
+	pending int
+}
+
+func (c *countingStore) Pending(ctx context.Context, to string, limit int) ([]store.Message, error) {
+	c.mu.Lock()
+	c.pending++
+	c.mu.Unlock()
+	return c.Store.Pending(ctx, to, limit)
+}
+
+// An expired message the sweep has not removed yet is passed over: the
+// messages behind it go, and the run does not spin on it.
+func TestExpiredButUnsweptIsPassedOver(t *testing.T) {
+	f := newFixture(t)
+	f.q.Stop()
+	cs := &countingStore{Store: f.store}
+	o := f.q.Options()
+	o.Store = cs
+	o.SweepInterval = 1000 * time.Hour // no sweep during the test
+	f.q = New(o)
+	t.Cleanup(f.q.Stop)
+
+	f.submit(t, "old")
+	f.clock.Advance(73 * time.Hour)
+	f.submit(t, "new")
+	f.goOnline("bob", false)
+	checkFor(t, func() error {
+		if d, _, _ := f.sender.snapshot(); fmt.Sprint(d) != "[new]" {
+			return fmt.Errorf("delivered %q", d)
+		}
+		return nil
+	})
+	checkFor(t, func() error {
+		f.q.mu.Lock()
+		defer f.q.mu.Unlock()
+		if r := f.q.runs["bob"]; r != nil && r.running {
+			return errors.New("the run is still going")
+		}
+		return nil
+	})
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.pending > 5 {
+		t.Fatalf("Pending listed %d times: the run spun on the expired message", cs.pending)
+	}
+}
