@@ -109,7 +109,18 @@ func (b *baresip) waitRegistered(t *testing.T, timeout time.Duration) {
 			return nil
 		}
 		if b.exited() {
-			return fmt.Errorf("baresip exited: %v; output:\n%s", b.waitErr, tail(out, 30))
+			return final{fmt.Errorf("baresip exited: %v; output:\n%s", b.waitErr, tail(out, 30))}
+		}
+		if i := strings.Index(out, "Register: "); i >= 0 {
+			// baresip gave up on this registration (it retries only much
+			// later); say why, with the challenge it could not answer.
+			var chal []string
+			for _, r := range registerResponses(b.trace()) {
+				if r.Status == 401 || r.Status == 407 {
+					chal = append(r.Headers["www-authenticate"], r.Headers["proxy-authenticate"]...)
+				}
+			}
+			return final{fmt.Errorf("baresip failed to register: %q; last challenge: %q", firstLine(out[i:]), chal)}
 		}
 		return fmt.Errorf("no '{1/TLS/v4} 200 OK' line yet; SIP so far:\n%s", traceTail(b.trace(), 8))
 	})

@@ -105,9 +105,13 @@ func (p *proc) stop(t *testing.T, timeout time.Duration) {
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	if err := poll(timeout, cond); err != nil {
-		t.Fatalf("waited %v for %s: %v", timeout, what, err)
+		t.Fatalf("waiting (up to %v) for %s: %v", timeout, what, err)
 	}
 }
+
+// final wraps an error after which waiting is pointless (the client gave
+// up), so that waitFor fails at once.
+type final struct{ error }
 
 // poll is waitFor without the test: it returns cond's last error.
 func poll(timeout time.Duration, cond func() error) error {
@@ -117,7 +121,8 @@ func poll(timeout time.Duration, cond func() error) error {
 		if err == nil {
 			return nil
 		}
-		if time.Now().After(deadline) {
+		var f final
+		if errors.As(err, &f) || time.Now().After(deadline) {
 			return err
 		}
 		time.Sleep(50 * time.Millisecond)
