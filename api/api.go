@@ -81,8 +81,9 @@ const (
 	HeaderMessageID   = "X-Sealpost-Message-Id"
 	HeaderSubmittedAt = "X-Sealpost-Submitted-At" // RFC 3339 with nanoseconds, UTC
 	// HeaderFeatures is sent by a device at REGISTER; "imdn" asks for
-	// delivery reports. A device may instead list message/imdn+xml in an
-	// Accept header, which is the standard way to say the same.
+	// delivery reports. Only this header asks: standard phones list
+	// message/imdn+xml in Accept for their own chat features, and must
+	// never get a Sealpost report they cannot show.
 	HeaderFeatures = "X-Sealpost-Features"
 )
 

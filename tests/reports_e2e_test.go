@@ -140,6 +140,16 @@ func TestSIPClientSendsMessage(t *testing.T) {
 	if code, _ := alice.Send("bob", string(make([]rune, 0))+"a\x07b"); code != 488 {
 		t.Fatalf("control character: %d", code)
 	}
+	if code, _ := alice.SendContent("bob", "application/octet-stream", "x"); code != 415 {
+		t.Fatalf("binary content: %d, want 415", code)
+	}
+	// A phone's own IMDN for a message it received is taken and dropped.
+	if code, _ := alice.SendContent("bob", "message/imdn+xml", "<imdn/>"); code != 200 {
+		t.Fatalf("phone's IMDN: %d, want 200", code)
+	}
+	if n, _ := s.Store().CountPending(t.Context()); n != 0 {
+		t.Fatalf("%d messages stored from refused or dropped MESSAGEs", n)
+	}
 	long := ""
 	for i := 0; i < 161; i++ {
 		long += "x"

@@ -31,6 +31,7 @@ type config struct {
 	MaxPending    int
 	KeyPeriod     time.Duration
 	TokenTTL      time.Duration
+	FlowTimer     time.Duration
 	LogLevel      string
 }
 
@@ -55,6 +56,7 @@ func (c *config) settings() []setting {
 		{"max-pending", "messages that may wait for one recipient; more are refused with 429", func(fs *flag.FlagSet) { fs.IntVar(&c.MaxPending, "max-pending", 1000, "") }},
 		{"key-period", "span of expiry times that share one data key (shredded together)", func(fs *flag.FlagSet) { fs.DurationVar(&c.KeyPeriod, "key-period", time.Hour, "") }},
 		{"token-ttl", "lifetime of an API bearer token", func(fs *flag.FlagSet) { fs.DurationVar(&c.TokenTTL, "token-ttl", 30*24*time.Hour, "") }},
+		{"flow-timer", "keepalive interval asked of phones that use RFC 5626 outbound (baresip)", func(fs *flag.FlagSet) { fs.DurationVar(&c.FlowTimer, "flow-timer", 60*time.Second, "") }},
 		{"log-level", "debug, info, warn or error", func(fs *flag.FlagSet) { fs.StringVar(&c.LogLevel, "log-level", "info", "") }},
 	}
 }
@@ -147,6 +149,6 @@ func (c *config) serverOptions() server.Options {
 		DataDir: c.Data, HTTPSAddr: c.HTTPS, SIPAddr: c.SIP, AdminAddr: c.Admin, Domain: c.Domain,
 		CertFile: c.Cert, KeyFile: c.Key, StoreURL: c.Store,
 		Expiry: c.Expiry, Retries: c.Retries, RetryInterval: c.RetryInterval, MaxPending: c.MaxPending,
-		KeyPeriod: c.KeyPeriod, TokenTTL: c.TokenTTL,
+		KeyPeriod: c.KeyPeriod, TokenTTL: c.TokenTTL, FlowTimer: c.FlowTimer,
 	}
 }

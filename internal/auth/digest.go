@@ -92,13 +92,20 @@ func NewDigester(realm string, c clock.Clock, nonceTTL time.Duration) *Digester 
 	return &Digester{realm: realm, key: key, clock: c, nonceTTL: nonceTTL, lastNC: map[string]nonceUse{}}
 }
 
-// Challenges returns the WWW-Authenticate values to send with a 401: one
-// for SHA-256 first (preferred, RFC 8760 §2.4) and one for MD5, which older
-// phones only know.
-func (d *Digester) Challenges(stale bool) []string {
+// Algorithms offered by default: SHA-256 first (preferred, RFC 8760 §2.4)
+// and MD5, which older phones only know.
+var DefaultAlgorithms = []string{"SHA-256", "MD5"}
+
+// Challenges returns the WWW-Authenticate values to send with a 401 or 407,
+// one per algorithm (DefaultAlgorithms when none are named), all with the
+// same nonce. Answers are verified whatever algorithm they use.
+func (d *Digester) Challenges(stale bool, algorithms ...string) []string {
+	if len(algorithms) == 0 {
+		algorithms = DefaultAlgorithms
+	}
 	nonce := d.newNonce()
-	out := make([]string, 0, 2)
-	for _, alg := range []string{"SHA-256", "MD5"} {
+	out := make([]string, 0, len(algorithms))
+	for _, alg := range algorithms {
 		c := digest.Challenge{Realm: d.realm, Nonce: nonce, Algorithm: alg, QOP: []string{"auth"}, Stale: stale}
 		out = append(out, c.String())
 	}

@@ -55,6 +55,7 @@ type Options struct {
 	DefaultExpires time.Duration // SIP registration default, 600 s
 	MinExpires     time.Duration // 60 s
 	MaxExpires     time.Duration // 3600 s
+	FlowTimer      time.Duration // keepalive interval for RFC 5626 outbound phones, 60 s
 
 	Clock clock.Clock  // default the real clock
 	Log   *slog.Logger // default discards
@@ -170,6 +171,7 @@ func (s *Server) Start() error {
 		Domain: o.Domain, TLSConfig: s.tlsConfig, Registrar: s.registrar, Queue: s.queue,
 		Secrets: s.sipSecrets, Clock: o.Clock, Log: s.log.With("part", "sip"),
 		DefaultExpires: o.DefaultExpires, MinExpires: o.MinExpires, MaxExpires: o.MaxExpires,
+		FlowTimer: o.FlowTimer,
 	})
 	if err != nil {
 		return err

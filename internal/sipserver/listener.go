@@ -1,9 +1,146 @@
 package sipserver
 
 import (
+	"crypto/tls"
+	"errors"
+	"log/slog"
 	"net"
 	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
+
+// readBufferSize is the buffer sipgo reads each connection through. sipgo
+// allocates it once per connection for the connection's whole life
+// (sip.TransportBufferReadSize, 32 KiB by default), which alone would be
+// 32 KiB of every idle device. Our messages are small (a REGISTER or a
+// MESSAGE of 160 characters is under 1.5 KiB); a longer one is read in
+// several pieces, which sipgo's stream parser assembles. Measured with
+// sealbench connections: 42 → see BENCHMARKS.md.
+const readBufferSize = 1024
+
+// The setting is a package variable of sipgo, read when a connection
+// starts; it is set here, before any connection exists, because setting it
+// later from New would race with connections of another server (or a test
+// device) in the same process.
+func init() { sip.TransportBufferReadSize = readBufferSize }
+
+// handshakeTimeout bounds a TLS handshake: a client that does not finish
+// in time is dropped without ever reaching sipgo.
+const handshakeTimeout = 10 * time.Second
+
+// maxHandshakes bounds the TLS handshakes in progress; further connections
+// wait in the kernel's accept queue. A handshake costs about a millisecond
+// of CPU, so this is a burst of reconnecting devices, not a limit on them.
+const maxHandshakes = 64
+
+// handshakeListener hands sipgo connections whose TLS handshake is already
+// complete. sipgo reads each connection on one goroutine for its whole
+// life; if the handshake ran there (tls.Conn does it on the first Read),
+// that goroutine's stack would grow to 16 KiB or more for it and stay
+// larger than an idle read needs. Here each handshake runs on a goroutine
+// that ends with it. It also means a client that stalls mid-handshake holds
+// no sipgo reader, and that a failing Accept (out of file descriptors) is
+// retried with a backoff instead of stopping the SIP server.
+type handshakeListener struct {
+	inner  net.Listener // TCP
+	config *tls.Config
+	log    *slog.Logger
+	conns  chan net.Conn
+	slots  chan struct{} // one per handshake in progress
+	done   chan struct{} // closed by Close
+	once   sync.Once
+}
+
+func newHandshakeListener(inner net.Listener, config *tls.Config, log *slog.Logger) *handshakeListener {
+	l := &handshakeListener{
+		inner: inner, config: config, log: log,
+		conns: make(chan net.Conn),
+		slots: make(chan struct{}, maxHandshakes),
+		done:  make(chan struct{}),
+	}
+	go l.acceptLoop()
+	return l
+}
+
+func (l *handshakeListener) acceptLoop() {
+	backoff := time.Duration(0)
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				// The server closed the TCP listener: end Accept too.
+				l.Close()
+				return
+			}
+			// EMFILE, ECONNABORTED and the like pass; net/http backs
+			// off the same way.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("accepting a SIP connection failed; retrying", "err", err, "backoff", backoff)
+			select {
+			case <-l.done:
+				return
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.done:
+			c.Close()
+			return
+		}
+		go l.handshake(c)
+	}
+}
+
+func (l *handshakeListener) handshake(c net.Conn) {
+	defer func() { <-l.slots }()
+	tc := tls.Server(c, l.config)
+	if err := c.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+		c.Close()
+		return
+	}
+	if err := tc.Handshake(); err != nil {
+		l.log.Debug("TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return
+	}
+	if err := c.SetDeadline(time.Time{}); err != nil {
+		c.Close()
+		return
+	}
+	select {
+	case l.conns <- tc:
+	case <-l.done:
+		tc.Close()
+	}
+}
+
+// Accept returns the next connection with its handshake done.
+func (l *handshakeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting; handshakes in progress end within
+// handshakeTimeout and close their connections.
+func (l *handshakeListener) Close() error {
+	var err error
+	l.once.Do(func() {
+		close(l.done)
+		err = l.inner.Close()
+	})
+	return err
+}
+
+func (l *handshakeListener) Addr() net.Addr { return l.inner.Addr() }
 
 // trackingListener reports when an accepted connection closes, so the
 // registrar can drop the binding at once instead of waiting for its expiry.

@@ -39,6 +39,14 @@ func (s *Server) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(tx, req, 404, "Not Found: no such account")
 		return
 	}
+	if ct := req.ContentType(); ct != nil && isIMDN(ct.Value()) {
+		// A phone's own delivery notification for a message it received
+		// (linphone sends one for each). The server already knows the
+		// delivery from the phone's 200, so it is taken and dropped;
+		// refusing it would make the phone send it again at every start.
+		s.respond(tx, req, 200, "OK")
+		return
+	}
 	if ct := req.ContentType(); ct == nil || !isTextPlain(ct.Value()) {
 		s.respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", "text/plain"))
 		return
@@ -78,6 +86,11 @@ func (s *Server) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 		s.o.Log.Error("sip submission not stored", "from", account, "err", err)
 		s.respond(tx, req, 503, "Service Unavailable: message not stored", sip.NewHeader("Retry-After", "5"))
 	}
+}
+
+func isIMDN(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), api.ContentTypeIMDN)
 }
 
 func isTextPlain(contentType string) bool {

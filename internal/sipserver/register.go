@@ -77,6 +77,10 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	secs := strconv.Itoa(int(expires / time.Second))
 	res.AppendHeader(sip.NewHeader("Contact", "<"+b.Contact+">;expires="+secs))
 	res.AppendHeader(sip.NewHeader("Expires", secs))
+	if wantsOutbound(req, contact) {
+		res.AppendHeader(sip.NewHeader("Require", "outbound"))
+		res.AppendHeader(sip.NewHeader("Flow-Timer", strconv.Itoa(int(s.o.FlowTimer/time.Second))))
+	}
 	if err := tx.Respond(res); err != nil {
 		s.o.Log.Debug("register response not sent", "err", err)
 	}
@@ -136,7 +140,7 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, credHe
 		reason = "Proxy Authentication Required"
 	}
 	hdrs := []sip.Header{}
-	for _, c := range s.digest.Challenges(stale) {
+	for _, c := range s.digest.Challenges(stale, challengeAlgorithms(req)...) {
 		hdrs = append(hdrs, sip.NewHeader(challengeHeader, c))
 	}
 	s.respond(tx, req, challengeCode, reason, hdrs...)
@@ -149,4 +153,48 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, credHe
 func (s *Server) isOurDomain(host string) bool {
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	return strings.EqualFold(host, s.o.Domain) || net.ParseIP(host) != nil
+}
+
+// md5OnlyAgents are User-Agent prefixes of phones that give up when a 401
+// offers any algorithm besides MD5, even next to an MD5 challenge: baresip
+// 1.x (libre 1.1) answers "Function not implemented" and never registers.
+// RFC 8760 §2.4 lets a server offer several challenges; these phones read
+// only the first and refuse it, so they are offered MD5 alone. The TLS
+// connection carries the exchange either way.
+var md5OnlyAgents = []string{"baresip v0.", "baresip v1."}
+
+// challengeAlgorithms picks the digest algorithms to offer a request's
+// sender: nil for the default (SHA-256 and MD5).
+func challengeAlgorithms(req *sip.Request) []string {
+	h := req.GetHeader("User-Agent")
+	if h == nil {
+		return nil
+	}
+	for _, prefix := range md5OnlyAgents {
+		if strings.HasPrefix(h.Value(), prefix) {
+			return []string{"MD5"}
+		}
+	}
+	return nil
+}
+
+// wantsOutbound reports whether a REGISTER asks for RFC 5626 outbound: a
+// Contact with reg-id and "outbound" in Supported (§5.2). The registrar
+// then answers with Require: outbound and a Flow-Timer (§6), which tells
+// the phone to send CRLF keepalives on its connection at that interval.
+func wantsOutbound(req *sip.Request, contact *sip.ContactHeader) bool {
+	if contact == nil || contact.Params == nil {
+		return false
+	}
+	if _, ok := contact.Params.Get("reg-id"); !ok {
+		return false
+	}
+	for _, h := range req.GetHeaders("Supported") {
+		for _, opt := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(opt), "outbound") {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -53,6 +53,9 @@ type Options struct {
 	DefaultExpires, MinExpires, MaxExpires time.Duration
 	// NonceTTL is how long a digest challenge stays valid (default 5 min).
 	NonceTTL time.Duration
+	// FlowTimer is the keepalive interval told to phones that use RFC 5626
+	// outbound (default 60 s, as the Sealpost client's own keepalive).
+	FlowTimer time.Duration
 }
 
 // Server is the SIP side of sealpostd.
@@ -82,6 +85,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.NonceTTL == 0 {
 		o.NonceTTL = 5 * time.Minute
+	}
+	if o.FlowTimer == 0 {
+		o.FlowTimer = 60 * time.Second
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
@@ -133,7 +139,8 @@ func New(o Options) (*Server, error) {
 // Serve accepts TLS connections from l (a plain TCP listener; Serve adds
 // TLS) until l is closed.
 func (s *Server) Serve(l net.Listener) error {
-	tl := tls.NewListener(&trackingListener{Listener: l, closed: s.connectionClosed}, s.o.TLSConfig)
+	tl := newHandshakeListener(&trackingListener{Listener: l, closed: s.connectionClosed}, s.o.TLSConfig, s.o.Log)
+	defer tl.Close()
 	err := s.srv.ServeTLS(tl)
 	if errors.Is(err, net.ErrClosed) {
 		return nil

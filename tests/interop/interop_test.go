@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/api"
+	"github.com/sealpost/sealpost/internal/server"
 	"github.com/sealpost/sealpost/internal/server/servertest"
 	"github.com/sealpost/sealpost/message"
 )
@@ -147,7 +148,9 @@ func TestStandardClients(t *testing.T) {
 		}
 	}
 	if len(e.missing) < len(clients) {
-		e.srv = servertest.Start(t)
+		// A short Flow-Timer, so the test sees baresip's RFC 5626
+		// keepalives answered within one run.
+		e.srv = servertest.Start(t, servertest.WithOptions(func(o *server.Options) { o.FlowTimer = 20 * time.Second }))
 		e.dir = logDir(t)
 		pw := map[string]string{}
 		for _, a := range []string{alice, dave, bob, carol} {

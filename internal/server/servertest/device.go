@@ -154,11 +154,16 @@ func (d *Device) RegisterAs(aor string, expires int, reports bool) (int, error) 
 
 // Send submits a text over SIP MESSAGE to the account to.
 func (d *Device) Send(to, text string) (int, error) {
+	return d.SendContent(to, "text/plain;charset=utf-8", text)
+}
+
+// SendContent sends a MESSAGE with any content type and body.
+func (d *Device) SendContent(to, contentType, body string) (int, error) {
 	req := sip.NewRequest(sip.MESSAGE, sip.Uri{Scheme: "sip", User: to, Host: d.srv.Domain})
 	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: d.Account, Host: d.srv.Domain}, Params: tagParams()})
 	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: to, Host: d.srv.Domain}, Params: sip.NewParams()})
-	req.AppendHeader(sip.NewHeader("Content-Type", "text/plain;charset=utf-8"))
-	req.SetBody([]byte(text))
+	req.AppendHeader(sip.NewHeader("Content-Type", contentType))
+	req.SetBody([]byte(body))
 	return d.do(req)
 }
 

@@ -1,0 +1,65 @@
+package sipserver
+
+import (
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+func TestChallengeAlgorithmsByAgent(t *testing.T) {
+	for ua, want := range map[string]string{
+		"baresip v1.0.0 (x86_64/linux)": "[MD5]",
+		"baresip v0.6.6":                "[MD5]",
+		"baresip v3.10.0":               "[]",
+		"Linphone/5.1 (belle-sip)":      "[]",
+		"":                              "[]",
+	} {
+		req := sip.NewRequest(sip.REGISTER, sip.Uri{Host: "localhost"})
+		if ua != "" {
+			req.AppendHeader(sip.NewHeader("User-Agent", ua))
+		}
+		if got := challengeAlgorithms(req); fmtList(got) != want {
+			t.Errorf("%q: %v, want %s", ua, got, want)
+		}
+	}
+}
+
+func TestWantsOutbound(t *testing.T) {
+	mk := func(contact, supported string) (*sip.Request, *sip.ContactHeader) {
+		req := sip.NewRequest(sip.REGISTER, sip.Uri{Host: "localhost"})
+		var c sip.ContactHeader
+		c.Params = sip.NewParams()
+		if _, err := sip.ParseAddressValue(contact, &c.Address, &c.Params); err != nil {
+			t.Fatal(err)
+		}
+		if supported != "" {
+			req.AppendHeader(sip.NewHeader("Supported", supported))
+		}
+		return req, &c
+	}
+	cases := []struct {
+		contact, supported string
+		want               bool
+	}{
+		{`<sip:bob@1.2.3.4;transport=tls>;+sip.instance="<urn:uuid:1>";reg-id=1`, "replaces, outbound, gruu", true},
+		{`<sip:bob@1.2.3.4;transport=tls>;reg-id=1`, "", false},
+		{`<sip:bob@1.2.3.4;transport=tls>`, "outbound", false},
+	}
+	for _, c := range cases {
+		req, contact := mk(c.contact, c.supported)
+		if got := wantsOutbound(req, contact); got != c.want {
+			t.Errorf("%s / %q: %v, want %v", c.contact, c.supported, got, c.want)
+		}
+	}
+}
+
+func fmtList(s []string) string {
+	out := "["
+	for i, x := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += x
+	}
+	return out + "]"
+}
