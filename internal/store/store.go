@@ -74,15 +74,13 @@ type Message struct {
 // Report is a delivery report waiting to be forwarded to the sender of a
 // message: Status is message.Delivered or message.Expired.
 type Report struct {
-	Seq         int64  // assigned by the store; orders reports
-	To          string // the account that sent the original message
-	MessageID   string
-	Recipient   string // the account the original message was for
-	Status      message.Status
-	At          time.Time // when it was delivered or expired
-	ExpiresAt   time.Time // reports wait as long as messages do
-	Attempts    int
-	NextAttempt time.Time
+	Seq       int64  // assigned by the store; orders reports
+	To        string // the account that sent the original message
+	MessageID string
+	Recipient string // the account the original message was for
+	Status    message.Status
+	At        time.Time // when it was delivered or expired
+	ExpiresAt time.Time // reports wait as long as messages do
 }
 
 // MessageFilter selects messages for the operator's listing.

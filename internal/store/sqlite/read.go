@@ -120,17 +120,17 @@ func scanMessages(rows *sql.Rows, err error) ([]store.Message, error) {
 	return out, rows.Err()
 }
 
-const reportCols = "seq, to_acct, message_id, recipient, status, at, expires_at, attempts, next_attempt"
+const reportCols = "seq, to_acct, message_id, recipient, status, at, expires_at"
 
 func scanReport(sc scanner) (store.Report, error) {
 	var r store.Report
 	var status string
-	var at, expires, next int64
-	if err := sc.Scan(&r.Seq, &r.To, &r.MessageID, &r.Recipient, &status, &at, &expires, &r.Attempts, &next); err != nil {
+	var at, expires int64
+	if err := sc.Scan(&r.Seq, &r.To, &r.MessageID, &r.Recipient, &status, &at, &expires); err != nil {
 		return store.Report{}, err
 	}
 	r.Status = message.Status(status)
-	r.At, r.ExpiresAt, r.NextAttempt = decTime(at), decTime(expires), decTime(next)
+	r.At, r.ExpiresAt = decTime(at), decTime(expires)
 	return r, nil
 }
 
