@@ -193,3 +193,32 @@ func (s *rssSampler) Stop() (int64, error) {
 	defer s.mu.Unlock()
 	return s.peak, s.err
 }
+
+// machineBusy returns the CPU time all processes on the machine have used
+// since boot (user, nice, system, irq, softirq, steal over every core), from
+// /proc/stat. Over a window, busy − server − tool is what other processes
+// took: on a shared 2-core box a compile next door changes every figure,
+// and the result must say so.
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("reading machine CPU: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var ticks int64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}

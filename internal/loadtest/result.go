@@ -22,11 +22,15 @@ type Result struct {
 	// (drain), the idle window (connections).
 	Seconds float64 `json:"seconds"`
 
-	Submitted       int     `json:"submitted"`
-	Accepted        int     `json:"accepted"`  // answered 202 (or 200: already known)
-	Delivered       int     `json:"delivered"` // arrived at the right device, answered 200
-	Lost            int     `json:"lost"`      // accepted, not arrived within Grace
-	OutOfOrder      int     `json:"out_of_order"`
+	Submitted  int `json:"submitted"`
+	Accepted   int `json:"accepted"`  // answered 202 (or 200: already known)
+	Delivered  int `json:"delivered"` // arrived at the right device, answered 200
+	Lost       int `json:"lost"`      // accepted, not arrived within Grace
+	OutOfOrder int `json:"out_of_order"`
+	// Redelivered counts second deliveries of an id, after a connection
+	// dropped before its 200 reached the server (at-least-once; clients
+	// drop the repeated id). Not an error, but reported.
+	Redelivered     int     `json:"redelivered"`
 	AcceptedPerSec  float64 `json:"accepted_per_s"`
 	DeliveredPerSec float64 `json:"delivered_per_s"`
 	SubmitLatency   Latency `json:"submit_to_202"`
@@ -36,6 +40,9 @@ type Result struct {
 
 	Server Usage `json:"server"`
 	Tool   Usage `json:"tool"`
+	// Other is the CPU every other process on the machine used in the
+	// window (from /proc/stat): it should be near zero.
+	Other Usage `json:"other_processes"`
 
 	// drain
 	DrainSeconds float64 `json:"drain_seconds,omitempty"`
@@ -62,11 +69,20 @@ type Usage struct {
 	PeakRSSMiB float64 `json:"peak_rss_mib,omitempty"`
 }
 
-// Point is resident memory at a number of registered devices.
+// Point is resident memory at a number of registered devices, with the
+// Go runtime's own view of it (from the server's /metrics) when the admin
+// listener is known: where the memory goes.
 type Point struct {
 	Devices int     `json:"devices"`
 	RSSMiB  float64 `json:"rss_mib"`
 	Failed  int     `json:"failed,omitempty"`
+	// HeapLiveMiB is memory in live heap objects, HeapSpansMiB the heap
+	// spans holding them (live plus free slots), StackMiB goroutine
+	// stacks, Goroutines their number.
+	HeapLiveMiB  float64 `json:"heap_live_mib,omitempty"`
+	HeapSpansMiB float64 `json:"heap_spans_mib,omitempty"`
+	StackMiB     float64 `json:"stack_mib,omitempty"`
+	Goroutines   int     `json:"goroutines,omitempty"`
 }
 
 // Machine describes where the run happened.
@@ -151,6 +167,15 @@ func (r *Result) figures() []metric {
 		for _, p := range r.Points {
 			add(fmt.Sprintf("RSS at %d devices", p.Devices), "MiB", p.RSSMiB)
 		}
+		if n := len(r.Points); n > 1 && r.Points[n-1].Devices > 0 {
+			first, last := r.Points[0], r.Points[n-1]
+			per := func(a, b float64) float64 { return (b - a) * 1024 / float64(last.Devices-first.Devices) }
+			if last.HeapLiveMiB > 0 {
+				add("of which live heap", "KiB/device", per(first.HeapLiveMiB, last.HeapLiveMiB))
+				add("of which heap spans", "KiB/device", per(first.HeapSpansMiB, last.HeapSpansMiB))
+				add("of which stacks", "KiB/device", per(first.StackMiB, last.StackMiB))
+			}
+		}
 		add("CPU at rest", "% of a core", r.IdleCPUPercent)
 		add("CPU at rest per 20,000 devices", "% of a core", r.IdleCPUPer20k)
 	}
@@ -164,6 +189,7 @@ func (r *Result) figures() []metric {
 	add("server peak RSS", "MiB", r.Server.PeakRSSMiB)
 	add("tool CPU", "s", r.Tool.CPUSeconds)
 	add("tool CPU", "% of a core", r.Tool.CPUPercent)
+	add("other processes CPU", "% of a core", r.Other.CPUPercent)
 	return out
 }
 
@@ -183,6 +209,9 @@ func (r *Result) WriteTable(w io.Writer) {
 	}
 	if r.Reconnects > 0 {
 		fmt.Fprintf(w, "| reconnects | %d |\n", r.Reconnects)
+	}
+	if r.Redelivered > 0 {
+		fmt.Fprintf(w, "| delivered again after a dropped connection | %d |\n", r.Redelivered)
 	}
 	fmt.Fprintln(w)
 	if len(r.Errors) > 0 {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,6 +156,7 @@ type run struct {
 	accepted           atomic.Int64
 	arrived            atomic.Int64
 	outOfOrder         atomic.Int64
+	redelivered        atomic.Int64
 	reports            atomic.Int64
 	lastArrival        atomic.Int64 // UnixNano of the latest arrival
 	// lastSeq[i] is, for recipient account i, the last sequence number
@@ -172,6 +174,7 @@ type run struct {
 		start      time.Time
 		server     procSample
 		tool       time.Duration
+		busy       time.Duration // machineBusy at start
 		rss        *rssSampler
 		serverDone procSample
 		toolDone   time.Duration
@@ -179,19 +182,22 @@ type run struct {
 	}
 }
 
-// sentInfo is what the tool remembers of a message until it arrives.
+// sentInfo is what the tool remembers of a message.
 type sentInfo struct {
 	sender, to, seq int
 	at              time.Time
+	arrived         bool
 }
 
 // sentTable maps message id → sentInfo, sharded to keep the senders and
-// the devices' read loops off one lock.
+// the devices' read loops off one lock. Arrived messages stay (marked), so
+// a second delivery of the same id is told apart from an unknown one.
 type sentTable struct {
 	shards [64]struct {
 		mu sync.Mutex
-		m  map[string]sentInfo
+		m  map[string]*sentInfo
 	}
+	outstanding atomic.Int64 // put and not yet arrived or dropped
 }
 
 func (t *sentTable) shard(id string) int {
@@ -206,30 +212,42 @@ func (t *sentTable) put(id string, info sentInfo) {
 	sh := &t.shards[t.shard(id)]
 	sh.mu.Lock()
 	if sh.m == nil {
-		sh.m = map[string]sentInfo{}
+		sh.m = map[string]*sentInfo{}
 	}
-	sh.m[id] = info
+	sh.m[id] = &info
 	sh.mu.Unlock()
+	t.outstanding.Add(1)
 }
 
-func (t *sentTable) take(id string) (sentInfo, bool) {
+// drop forgets a message whose submission failed.
+func (t *sentTable) drop(id string) {
 	sh := &t.shards[t.shard(id)]
 	sh.mu.Lock()
-	info, ok := sh.m[id]
-	delete(sh.m, id)
+	if info, ok := sh.m[id]; ok {
+		delete(sh.m, id)
+		if !info.arrived {
+			t.outstanding.Add(-1)
+		}
+	}
 	sh.mu.Unlock()
-	return info, ok
 }
 
-func (t *sentTable) len() int {
-	n := 0
-	for i := range t.shards {
-		sh := &t.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
+// arrive marks id arrived. known is false for an id never sent (or whose
+// submission failed); first is false for a repeated delivery.
+func (t *sentTable) arrive(id string) (info sentInfo, known, first bool) {
+	sh := &t.shards[t.shard(id)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	p, ok := sh.m[id]
+	if !ok {
+		return sentInfo{}, false, false
 	}
-	return n
+	first = !p.arrived
+	if first {
+		p.arrived = true
+		t.outstanding.Add(-1)
+	}
+	return *p, true, first
 }
 
 // onMessage runs on a device's read goroutine for each delivered MESSAGE.
@@ -238,9 +256,15 @@ func (r *run) onMessage(d *device, m *sipMsg, at time.Time) {
 		r.reports.Add(1)
 		return
 	}
-	info, ok := r.sent.take(m.messageID)
-	if !ok {
-		r.errs.add("delivered_twice_or_unknown", 1)
+	info, known, first := r.sent.arrive(m.messageID)
+	switch {
+	case !known:
+		r.errs.add("delivered_unknown_id", 1)
+		return
+	case !first:
+		// At-least-once: a delivery whose 200 was lost with a dropped
+		// connection comes again; a client drops the repeated id.
+		r.redelivered.Add(1)
 		return
 	}
 	if r.s.AccountName(info.to) != d.account {
@@ -273,6 +297,7 @@ func (r *run) startWindow() error {
 	r.window.start = time.Now()
 	r.window.server = p
 	r.window.tool = selfCPU()
+	r.window.busy, _ = machineBusy()
 	r.window.rss = startRSSSampler(r.t.PID, 100*time.Millisecond)
 	return nil
 }
@@ -299,6 +324,14 @@ func (r *run) endWindow(end time.Time) error {
 	r.res.Server.CPUSeconds, r.res.Server.CPUPercent = srv, 100*srv/wall
 	r.res.Server.PeakRSSMiB = float64(peak) / (1 << 20)
 	r.res.Tool.CPUSeconds, r.res.Tool.CPUPercent = tool, 100*tool/wall
+	if busy, err := machineBusy(); err == nil && r.window.busy > 0 {
+		other := max(0, (busy-r.window.busy).Seconds()-srv-tool)
+		r.res.Other.CPUSeconds, r.res.Other.CPUPercent = other, 100*other/wall
+		if r.res.Other.CPUPercent > 10 {
+			r.res.Notes = append(r.res.Notes, fmt.Sprintf(
+				"other processes used %.0f%% of a core during the run: the figures are not of a quiet machine", r.res.Other.CPUPercent))
+		}
+	}
 	r.res.Seconds = end.Sub(r.window.start).Seconds()
 	return nil
 }
@@ -308,6 +341,7 @@ func (r *run) finish() {
 	r.res.Accepted = int(r.accepted.Load())
 	r.res.Delivered = int(r.arrived.Load())
 	r.res.OutOfOrder = int(r.outOfOrder.Load())
+	r.res.Redelivered = int(r.redelivered.Load())
 	r.res.ReportsDelivered = int(r.reports.Load())
 	r.res.SubmitLatency = r.submitLat.summary()
 	r.res.ArrivalLatency = r.arrival.summary()
@@ -470,7 +504,7 @@ func (r *run) sendLoop(ctx, sendCtx context.Context, sender int, submit submitte
 			r.errs.add(fmt.Sprintf("%s_%d", r.s.Via, status), 1)
 		}
 		if track {
-			r.sent.take(id)
+			r.sent.drop(id)
 		}
 		if err != nil && errors.Is(err, errClosed) {
 			return
@@ -483,12 +517,12 @@ func (r *run) sendLoop(ctx, sendCtx context.Context, sender int, submit submitte
 func (r *run) waitArrivals(ctx context.Context, limit time.Duration) int {
 	deadline := time.Now().Add(limit)
 	for ctx.Err() == nil && time.Now().Before(deadline) {
-		if r.sent.len() == 0 {
+		if r.sent.outstanding.Load() == 0 {
 			return 0
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return r.sent.len()
+	return int(r.sent.outstanding.Load())
 }
 
 func (r *run) logf(format string, args ...any) {
@@ -544,6 +578,36 @@ func (r *run) forceGC(ctx context.Context) error {
 		return fmt.Errorf("asking the server for a GC: HTTP %d from the admin listener", res.StatusCode)
 	}
 	return nil
+}
+
+// scrape reads the unlabelled samples of a Prometheus text page.
+func scrape(ctx context.Context, url string, timeout time.Duration) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reading the server's metrics: %w", err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+	if err != nil || res.StatusCode != 200 {
+		return nil, fmt.Errorf("reading the server's metrics: HTTP %d, %v", res.StatusCode, err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out, nil
 }
 
 // RaiseOpenFiles lifts this process's soft open-files limit to the hard

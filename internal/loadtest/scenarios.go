@@ -207,7 +207,7 @@ func (r *run) connections(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.res.Points = append(r.res.Points, Point{Devices: 0, RSSMiB: mib(rss0)})
+	r.res.Points = append(r.res.Points, r.runtimePoint(ctx, Point{Devices: 0, RSSMiB: mib(rss0)}))
 	r.logf("connections: 0 devices, server RSS %.1f MiB", mib(rss0))
 	have := 0
 	for _, step := range s.Steps {
@@ -224,7 +224,7 @@ func (r *run) connections(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.res.Points = append(r.res.Points, Point{Devices: step - failed, RSSMiB: mib(rss), Failed: failed})
+		r.res.Points = append(r.res.Points, r.runtimePoint(ctx, Point{Devices: step - failed, RSSMiB: mib(rss), Failed: failed}))
 		r.logf("connections: %d devices, server RSS %.1f MiB", step-failed, mib(rss))
 	}
 	var xs, ys []float64
@@ -280,6 +280,24 @@ func (r *run) settledRSS(ctx context.Context) (int64, error) {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// runtimePoint adds the Go runtime's memory figures from the server's
+// /metrics to p, if the admin listener is known and answers.
+func (r *run) runtimePoint(ctx context.Context, p Point) Point {
+	if r.t.Admin == "" {
+		return p
+	}
+	m, err := scrape(ctx, "http://"+r.t.Admin+"/metrics", r.s.Timeout)
+	if err != nil {
+		r.res.Notes = append(r.res.Notes, err.Error())
+		return p
+	}
+	p.HeapLiveMiB = m["go_memstats_heap_alloc_bytes"] / (1 << 20)
+	p.HeapSpansMiB = m["go_memstats_heap_inuse_bytes"] / (1 << 20)
+	p.StackMiB = m["go_memstats_stack_inuse_bytes"] / (1 << 20)
+	p.Goroutines = int(m["go_goroutines"])
+	return p
+}
 
 // mixed: most devices idle, some sending to random devices at Rate, and
 // Churn devices a second going offline for Offline and registering again.

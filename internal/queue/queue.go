@@ -294,9 +294,22 @@ func (q *Queue) deliver(account string) {
 	}
 }
 
+// window is how many pending messages a pass takes from the store at once.
+// Their attempts are recorded together before the first of them is tried,
+// so a drain of thousands of stored messages costs one commit per window
+// for the attempts instead of one per message.
+const window = 128
+
 // pass delivers what it can to the account's device, in order, and returns
 // how long to wait before the next pass (0: nothing to wait for — done, the
 // device is offline, or the account is parked).
+//
+// One MESSAGE is in flight at a time: the next goes only after the device
+// has answered 2xx to the previous one, so a message that fails holds back
+// the ones behind it and the device never shows them out of order. What
+// keeps a drain fast is that the store is not on that path: attempts are
+// recorded a window at a time ahead of the sends, and each delivery is
+// marked in the background while the next message goes out.
 func (q *Queue) pass(account string) time.Duration {
 	b, online := q.o.Lookup(account)
 	if !online {
@@ -305,30 +318,49 @@ func (q *Queue) pass(account string) time.Duration {
 	if wait := q.waitBeforeAttempt(account); wait > 0 {
 		return wait
 	}
+	// The marks of one window commit while the next window goes out; a
+	// listing skips what the previous window handled (by seq), since its
+	// marks may not have committed yet.
+	var prev *marker
+	defer func() {
+		if prev != nil {
+			prev.wait()
+		}
+	}()
+	after := int64(-1)
 	for q.ctx.Err() == nil {
-		msgs, err := q.o.Store.Pending(q.ctx, account, 64)
+		msgs, err := q.o.Store.Pending(q.ctx, account, 2*window)
 		if err != nil {
 			q.o.Log.Error("listing pending messages", "account", account, "err", err)
 			return q.o.RetryInterval
 		}
+		i := 0
+		for i < len(msgs) && msgs[i].Seq <= after {
+			i++
+		}
+		msgs = msgs[i:min(len(msgs), i+window)]
 		if len(msgs) == 0 {
 			break
 		}
-		skipped := 0
-		for _, m := range msgs {
-			wait, stop, skip := q.attempt(b, m)
-			if stop {
-				return wait
-			}
-			if skip {
-				skipped++
-			}
+		marks := &marker{q: q}
+		wait, stop := q.passWindow(b, msgs, marks)
+		if prev != nil && prev.wait() != nil && !stop {
+			wait, stop = q.o.RetryInterval, true
 		}
-		if skipped == len(msgs) {
-			// Everything left is expired (the sweep removes it within a
-			// minute) or cannot be opened: listing again would spin.
-			break
+		prev = marks
+		if stop {
+			return wait
 		}
+		// Expired messages (the sweep removes them within a minute) and
+		// ones that cannot be opened are passed over: the next listing
+		// starts after them, so the pass never spins on them.
+		after = msgs[len(msgs)-1].Seq
+	}
+	if prev != nil {
+		if err := prev.wait(); err != nil {
+			return q.o.RetryInterval
+		}
+		prev = nil
 	}
 	if b.IMDN {
 		return q.passReports(b)
@@ -336,51 +368,120 @@ func (q *Queue) pass(account string) time.Duration {
 	return 0
 }
 
-// attempt delivers one message. stop reports that the pass must end (with
-// wait before the next one); skip that the message was passed over.
-func (q *Queue) attempt(b registrar.Binding, m store.Message) (wait time.Duration, stop, skip bool) {
+// passWindow delivers msgs (pending, in order) to b's device, marking each
+// delivered one through marks. stop reports that the pass must end, with
+// wait before the next one.
+func (q *Queue) passWindow(b registrar.Binding, msgs []store.Message, marks *marker) (wait time.Duration, stop bool) {
 	now := q.o.Clock.Now()
-	if !m.ExpiresAt.After(now) {
-		return 0, false, true // the sweep expires it and reports the failure
+	due := msgs[:0:0]
+	for _, m := range msgs {
+		if m.ExpiresAt.After(now) {
+			due = append(due, m) // an expired one waits for the sweep, which reports the failure
+		}
 	}
-	attempts := m.Attempts + 1
-	err := q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, attempts, now.Add(q.o.RetryInterval), m.LastError)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, false, false // delivered or expired meanwhile
+	if len(due) == 0 {
+		return 0, false
 	}
-	if err != nil {
-		q.o.Log.Error("recording delivery attempt", "id", m.ID, "err", err)
-		return q.o.RetryInterval, true, false
+	// Record an attempt for every message of the window before trying
+	// any (mox's rule: a crash never causes a hot retry loop). Issued
+	// together, the writes share a commit. A message after a failure in
+	// this window is counted as attempted without being tried: the count
+	// may run one ahead, never behind.
+	recorded := q.recordAttempts(due, now.Add(q.o.RetryInterval))
+	for i, m := range due {
+		switch err := recorded[i]; {
+		case errors.Is(err, store.ErrNotFound):
+			continue // delivered or expired meanwhile
+		case err != nil:
+			q.o.Log.Error("recording delivery attempt", "id", m.ID, "err", err)
+			marks.wait()
+			return q.o.RetryInterval, true
+		}
+		text, err := q.o.Sealer.Open(q.ctx, m.ID, m.From, m.To, m.KeyPeriod, m.Sealed)
+		if err != nil {
+			// Only a destroyed key (the message outlived its period) or a
+			// corrupted record gets here; the sweep expires it.
+			q.o.Log.Error("opening sealed message", "id", m.ID, "err", err)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(q.ctx, q.o.AttemptTimeout)
+		err = q.o.Sender.SendMessage(ctx, b, Delivery{ID: m.ID, From: m.From, To: m.To, Text: text, SubmittedAt: m.SubmittedAt})
+		cancel()
+		if err == nil {
+			marks.delivered(m)
+			continue
+		}
+		if q.ctx.Err() != nil {
+			marks.wait()
+			return 0, true
+		}
+		// The earlier messages' marks reset the failure count; they must
+		// land before this failure counts.
+		marks.wait()
+		reason := failureReason(err)
+		q.o.Log.Info("delivery attempt failed", "id", m.ID, "to", m.To, "attempt", m.Attempts+1, "reason", reason, "err", err)
+		if q.o.Metrics != nil {
+			q.o.Metrics.DeliveryFailed.WithLabelValues(reason).Inc()
+		}
+		if err := q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, m.Attempts+1, now.Add(q.o.RetryInterval), err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
+			q.o.Log.Error("recording failed attempt", "id", m.ID, "err", err)
+		}
+		return q.failed(b.Account), true
 	}
-	text, err := q.o.Sealer.Open(q.ctx, m.ID, m.From, m.To, m.KeyPeriod, m.Sealed)
-	if err != nil {
-		// Only a destroyed key (the message outlived its period) or a
-		// corrupted record gets here; the sweep expires it.
-		q.o.Log.Error("opening sealed message", "id", m.ID, "err", err)
-		return 0, false, true
-	}
-	ctx, cancel := context.WithTimeout(q.ctx, q.o.AttemptTimeout)
-	err = q.o.Sender.SendMessage(ctx, b, Delivery{ID: m.ID, From: m.From, To: m.To, Text: text, SubmittedAt: m.SubmittedAt})
-	cancel()
-	if err == nil {
-		wait, stop := q.delivered(m)
-		return wait, stop, false
-	}
-	if q.ctx.Err() != nil {
-		return 0, true, false
-	}
-	reason := failureReason(err)
-	q.o.Log.Info("delivery attempt failed", "id", m.ID, "to", m.To, "attempt", attempts, "reason", reason, "err", err)
-	if q.o.Metrics != nil {
-		q.o.Metrics.DeliveryFailed.WithLabelValues(reason).Inc()
-	}
-	if err := q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, attempts, now.Add(q.o.RetryInterval), err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
-		q.o.Log.Error("recording failed attempt", "id", m.ID, "err", err)
-	}
-	return q.failed(b.Account), true, false
+	return 0, false
 }
 
-func (q *Queue) delivered(m store.Message) (time.Duration, bool) {
+// recordAttempts records one more attempt for each message, all at once,
+// and returns each one's result, in order.
+func (q *Queue) recordAttempts(msgs []store.Message, next time.Time) []error {
+	errs := make([]error, len(msgs))
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, m.Attempts+1, next, m.LastError)
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// marker marks delivered messages in the store in the background, so the
+// next message can go out while the write commits.
+type marker struct {
+	q     *Queue
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	first error // first failed write; guarded by mu
+}
+
+func (mk *marker) delivered(m store.Message) {
+	mk.wg.Add(1)
+	go func() {
+		defer mk.wg.Done()
+		if err := mk.q.delivered(m); err != nil {
+			mk.mu.Lock()
+			if mk.first == nil {
+				mk.first = err
+			}
+			mk.mu.Unlock()
+		}
+	}()
+}
+
+// wait waits for every write started and returns the first failure. A
+// pass waits before it lists the store again, so it never sees a message
+// it has delivered still pending.
+func (mk *marker) wait() error {
+	mk.wg.Wait()
+	mk.mu.Lock()
+	defer mk.mu.Unlock()
+	return mk.first
+}
+
+// delivered records that the device accepted m.
+func (q *Queue) delivered(m store.Message) error {
 	at := q.o.Clock.Now()
 	err := q.o.Store.MarkDelivered(q.ctx, m.From, m.ID, at)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -388,7 +489,7 @@ func (q *Queue) delivered(m store.Message) (time.Duration, bool) {
 		// next pass delivers it again and the device drops the
 		// duplicate id, so nothing is lost and nothing is shown twice.
 		q.o.Log.Error("marking message delivered", "id", m.ID, "err", err)
-		return q.o.RetryInterval, true
+		return err
 	}
 	if err == nil {
 		if q.o.Metrics != nil {
@@ -402,7 +503,7 @@ func (q *Queue) delivered(m store.Message) (time.Duration, bool) {
 		r.failed = 0
 	}
 	q.mu.Unlock()
-	return 0, false
+	return nil
 }
 
 // failed counts a failed attempt for the account and returns how long to
