@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
-
 	"github.com/sealpost/sealpost/internal/server"
 )
 
@@ -85,9 +83,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	}
 	opts := c.serverOptions()
 	opts.Log = log
-	// sipgo's package-level logger reports connection reference counting
-	// at warning level during normal closes; only its errors matter here.
-	sip.SetDefaultLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 
 	cmd := strings.Join(words, " ")
 	switch {

@@ -95,9 +95,10 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	// sipgo logs whole SIP messages at debug level, bodies included; message
-	// text must never reach a log, so its logger stops at warnings.
-	sipLog := slog.New(levelFloor{o.Log.Handler(), slog.LevelWarn})
+	// sipgo logs whole SIP messages at debug level and unparsable ones at
+	// error level, bodies included; message text must never reach a log, so
+	// its logger stops at warnings and is redacted (see logging.go).
+	sipLog := slog.New(redact(levelFloor{o.Log.Handler(), slog.LevelWarn}))
 	noDial := func(laddr net.Addr) net.Dialer {
 		return net.Dialer{Control: func(string, string, syscall.RawConn) error { return errDialRefused }}
 	}

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
-
 	"github.com/sealpost/sealpost/api"
 	"github.com/sealpost/sealpost/internal/clock"
 	"github.com/sealpost/sealpost/internal/server"
@@ -38,8 +36,6 @@ type Server struct {
 	opts      server.Options
 	logWriter *testWriter
 }
-
-var quietSipgo sync.Once
 
 // Option changes how the test server starts.
 type Option func(*server.Options, *Server)
@@ -61,11 +57,6 @@ func WithOptions(f func(*server.Options)) Option {
 // when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	quietSipgo.Do(func() {
-		// sipgo's package logger warns about connection reference counts
-		// on every normal close; keep test output readable.
-		sip.SetDefaultLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
-	})
 	s := &Server{DataDir: t.TempDir(), Domain: "localhost"}
 	s.opts = server.Options{
 		DataDir:   s.DataDir,
