@@ -42,6 +42,7 @@ func TestExpiryAfter72HoursSendsFailureReport(t *testing.T) {
 	// bob comes online after expiry: nothing is delivered.
 	bob := s.NewDevice(t, "bob", "bob-pw")
 	mustRegister(t, bob, false)
+	waitIdle(t, s, "bob")
 	if m, err := s.Store().Message(t.Context(), "alice", id); err != nil || m.Sealed != nil {
 		t.Fatalf("expired message still holds sealed text: %v", err)
 	}

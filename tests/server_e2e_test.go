@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/internal/server"
 	"github.com/sealpost/sealpost/internal/server/servertest"
 	"github.com/sealpost/sealpost/message"
 )
@@ -45,6 +46,22 @@ func newPair(t *testing.T, opts ...servertest.Option) (*servertest.Server, strin
 	s.AddUser(t, "alice", "alice-pw")
 	s.AddUser(t, "bob", "bob-pw")
 	return s, s.Token(t, "alice", "alice-pw")
+}
+
+// hourlySweep keeps the expiry sweep's timer off the instants where tests
+// wait for a retry timer (HasTimerAt), which a one-minute sweep would share.
+var hourlySweep = servertest.WithOptions(func(o *server.Options) { o.SweepInterval = time.Hour })
+
+// waitIdle waits until no delivery run is under way for the account, so a
+// check that nothing was delivered cannot pass just by coming too early.
+func waitIdle(t *testing.T, s *servertest.Server, account string) {
+	t.Helper()
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		if s.Queue().Busy(account) {
+			return fmt.Errorf("a delivery run for %s is under way", account)
+		}
+		return nil
+	})
 }
 
 func mustRegister(t *testing.T, d *servertest.Device, reports bool) {
@@ -88,7 +105,7 @@ func TestOfflineThenDeliveredInOrderOnRegister(t *testing.T) {
 
 func TestRetryWhileRegistered(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	s, tok := newPair(t, servertest.WithFakeClock(t0))
+	s, tok := newPair(t, servertest.WithFakeClock(t0), hourlySweep)
 	bob := s.NewDevice(t, "bob", "bob-pw")
 	mustRegister(t, bob, false)
 	bob.AnswerNext(500, 500) // then 200
@@ -139,7 +156,7 @@ func TestRetryWhileRegistered(t *testing.T) {
 
 func TestRetriesExhaustedWaitForNextRegistration(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	s, tok := newPair(t, servertest.WithFakeClock(t0))
+	s, tok := newPair(t, servertest.WithFakeClock(t0), hourlySweep)
 	bob := s.NewDevice(t, "bob", "bob-pw")
 	mustRegister(t, bob, false)
 	bob.AnswerNext(500, 500, 500, 500, 500, 500) // the 7th answer is 200
@@ -167,6 +184,7 @@ func TestRetriesExhaustedWaitForNextRegistration(t *testing.T) {
 	}
 	// Parked: time alone brings no more attempts.
 	s.Clock.Advance(10 * time.Minute)
+	waitIdle(t, s, "bob")
 	if a := attempts(); a != 6 {
 		t.Fatalf("attempts while parked: %d", a)
 	}

@@ -132,7 +132,24 @@ type Queue struct {
 	runs    map[string]*run // by recipient account; guarded by mu
 	sweeper clock.Timer     // guarded by mu
 	stopped bool            // guarded by mu
+	// known caches recipients that exist, until the time given: every
+	// submission checks its recipient, and senders write to the same
+	// people again and again. An account deleted by another process
+	// (sealpostd user del) can still be written to for at most
+	// knownTTL; such a message waits until it expires. Guarded by mu.
+	known map[string]time.Time
+	// fresh holds the messages whose first attempt Submit recorded (the
+	// recipient was online), so that attempt is not recorded twice.
+	// Guarded by mu.
+	fresh map[string]struct{}
 }
+
+// knownTTL is how long a recipient found in the store is taken to exist.
+const knownTTL = 5 * time.Second
+
+// maxCached bounds known and fresh; past it they are cleared (known) or
+// not added to (fresh), which only costs store reads and writes.
+const maxCached = 1 << 16
 
 // run is the delivery state of one account. All fields guarded by Queue.mu.
 type run struct {
@@ -148,7 +165,7 @@ type run struct {
 func New(o Options) *Queue {
 	o.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Queue{o: o, ctx: ctx, cancel: cancel, runs: map[string]*run{}}
+	return &Queue{o: o, ctx: ctx, cancel: cancel, runs: map[string]*run{}, known: map[string]time.Time{}, fresh: map[string]struct{}{}}
 }
 
 // Options returns the effective options (defaults filled in).
@@ -190,10 +207,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 	if err := message.CheckText(s.Text); err != nil {
 		return store.Message{}, false, err
 	}
-	if _, err := q.o.Store.Account(ctx, s.To); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return store.Message{}, false, ErrUnknownRecipient
-		}
+	if err := q.checkRecipient(ctx, s.To); err != nil {
 		return store.Message{}, false, err
 	}
 	now := q.o.Clock.Now()
@@ -203,12 +217,36 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 		SubmittedAt: now,
 		ExpiresAt:   now.Add(q.o.Expiry),
 	}
+	// A recipient online now is tried at once: its first attempt is
+	// recorded in the same write as the message, so the delivery needs
+	// no write of its own before it (the attempt is on disk before it is
+	// made, as every attempt is).
+	_, online := q.o.Lookup(s.To)
+	if online {
+		m.Attempts, m.NextAttempt = 1, now.Add(q.o.RetryInterval)
+	}
 	var err error
 	m.KeyPeriod, m.Sealed, err = q.o.Sealer.Seal(ctx, m.ID, m.From, m.To, s.Text, m.ExpiresAt)
 	if err != nil {
 		return store.Message{}, false, err
 	}
+	if online {
+		// Before the write: a pass may list the message as soon as it
+		// commits.
+		q.mu.Lock()
+		if len(q.fresh) >= maxCached {
+			online = false
+		} else {
+			q.fresh[freshKey(m.From, m.ID)] = struct{}{}
+		}
+		q.mu.Unlock()
+	}
 	stored, created, err := q.o.Store.Submit(ctx, m, q.o.MaxPending)
+	if online && !created {
+		q.mu.Lock()
+		delete(q.fresh, freshKey(m.From, m.ID))
+		q.mu.Unlock()
+	}
 	if err != nil {
 		return store.Message{}, false, err
 	}
@@ -220,6 +258,53 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 		q.Kick(s.To)
 	}
 	return stored, created, nil
+}
+
+// checkRecipient returns ErrUnknownRecipient unless the account exists.
+func (q *Queue) checkRecipient(ctx context.Context, to string) error {
+	now := q.o.Clock.Now()
+	q.mu.Lock()
+	until, ok := q.known[to]
+	q.mu.Unlock()
+	if ok && now.Before(until) {
+		return nil
+	}
+	if _, err := q.o.Store.Account(ctx, to); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return ErrUnknownRecipient
+		}
+		return err
+	}
+	q.mu.Lock()
+	if len(q.known) >= maxCached {
+		clear(q.known)
+	}
+	q.known[to] = now.Add(knownTTL)
+	q.mu.Unlock()
+	return nil
+}
+
+// Forget drops what the queue remembers of an account (it was deleted).
+func (q *Queue) Forget(account string) {
+	q.mu.Lock()
+	delete(q.known, account)
+	q.mu.Unlock()
+}
+
+func freshKey(from, id string) string { return from + "\x00" + id }
+
+// takeFresh reports whether m's current attempt was recorded by Submit,
+// and forgets it: it is used once.
+func (q *Queue) takeFresh(m store.Message) bool {
+	if m.Attempts != 1 {
+		return false
+	}
+	k := freshKey(m.From, m.ID)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	_, ok := q.fresh[k]
+	delete(q.fresh, k)
+	return ok
 }
 
 // Online tells the queue that the account's device has (re)registered: a
@@ -338,6 +423,10 @@ func (q *Queue) pass(account string) time.Duration {
 		for i < len(msgs) && msgs[i].Seq <= after {
 			i++
 		}
+		// A short listing held everything pending; when this window
+		// takes all of it, the pass ends after the window instead of
+		// listing again (a submission meanwhile kicks another pass).
+		last := len(msgs) < 2*window && len(msgs)-i <= window
 		msgs = msgs[i:min(len(msgs), i+window)]
 		if len(msgs) == 0 {
 			break
@@ -355,6 +444,9 @@ func (q *Queue) pass(account string) time.Duration {
 		// ones that cannot be opened are passed over: the next listing
 		// starts after them, so the pass never spins on them.
 		after = msgs[len(msgs)-1].Seq
+		if last {
+			break
+		}
 	}
 	if prev != nil {
 		if err := prev.wait(); err != nil {
@@ -387,7 +479,7 @@ func (q *Queue) passWindow(b registrar.Binding, msgs []store.Message, marks *mar
 	// together, the writes share a commit. A message after a failure in
 	// this window is counted as attempted without being tried: the count
 	// may run one ahead, never behind.
-	recorded := q.recordAttempts(due, now.Add(q.o.RetryInterval))
+	recorded, attempt := q.recordAttempts(due, now.Add(q.o.RetryInterval))
 	for i, m := range due {
 		switch err := recorded[i]; {
 		case errors.Is(err, store.ErrNotFound):
@@ -419,11 +511,11 @@ func (q *Queue) passWindow(b registrar.Binding, msgs []store.Message, marks *mar
 		// land before this failure counts.
 		marks.wait()
 		reason := failureReason(err)
-		q.o.Log.Info("delivery attempt failed", "id", m.ID, "to", m.To, "attempt", m.Attempts+1, "reason", reason, "err", err)
+		q.o.Log.Info("delivery attempt failed", "id", m.ID, "to", m.To, "attempt", attempt[i], "reason", reason, "err", err)
 		if q.o.Metrics != nil {
 			q.o.Metrics.DeliveryFailed.WithLabelValues(reason).Inc()
 		}
-		if err := q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, m.Attempts+1, now.Add(q.o.RetryInterval), err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, attempt[i], now.Add(q.o.RetryInterval), err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
 			q.o.Log.Error("recording failed attempt", "id", m.ID, "err", err)
 		}
 		return q.failed(b.Account), true
@@ -432,19 +524,25 @@ func (q *Queue) passWindow(b registrar.Binding, msgs []store.Message, marks *mar
 }
 
 // recordAttempts records one more attempt for each message, all at once,
-// and returns each one's result, in order.
-func (q *Queue) recordAttempts(msgs []store.Message, next time.Time) []error {
-	errs := make([]error, len(msgs))
+// unless Submit recorded it, and returns each one's result and attempt
+// number, in order.
+func (q *Queue) recordAttempts(msgs []store.Message, next time.Time) (errs []error, number []int) {
+	errs, number = make([]error, len(msgs)), make([]int, len(msgs))
 	var wg sync.WaitGroup
 	for i, m := range msgs {
+		if q.takeFresh(m) {
+			number[i] = m.Attempts
+			continue
+		}
+		number[i] = m.Attempts + 1
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, m.Attempts+1, next, m.LastError)
+			errs[i] = q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, number[i], next, m.LastError)
 		}()
 	}
 	wg.Wait()
-	return errs
+	return errs, number
 }
 
 // marker marks delivered messages in the store in the background, so the
@@ -502,6 +600,7 @@ func (q *Queue) delivered(m store.Message) error {
 	if r := q.runs[m.To]; r != nil {
 		r.failed = 0
 	}
+	delete(q.fresh, freshKey(m.From, m.ID))
 	q.mu.Unlock()
 	return nil
 }
@@ -585,6 +684,9 @@ func (q *Queue) sweep() {
 		q.o.Log.Error("expiring messages", "err", err)
 	}
 	for _, m := range expired {
+		q.mu.Lock()
+		delete(q.fresh, freshKey(m.From, m.ID))
+		q.mu.Unlock()
 		q.o.Log.Info("message expired undelivered", "id", m.ID, "from", m.From, "to", m.To)
 		if q.o.Metrics != nil {
 			q.o.Metrics.Expired.Inc()
@@ -639,3 +741,12 @@ func APIStatus(m store.Message) api.MessageStatus {
 // SetSender sets the Sender after construction: the SIP server that
 // implements it needs the queue first.
 func (q *Queue) SetSender(s Sender) { q.o.Sender = s }
+
+// Busy reports whether a delivery run for the account is under way. Tests
+// wait for it to turn false before checking that nothing was delivered.
+func (q *Queue) Busy(account string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	r := q.runs[account]
+	return r != nil && r.running
+}
