@@ -25,6 +25,7 @@ type config struct {
 	Cert          string
 	Key           string
 	Store         string
+	MasterKey     string
 	Expiry        time.Duration
 	Retries       int
 	RetryInterval time.Duration
@@ -50,6 +51,7 @@ func (c *config) settings() []setting {
 		{"cert", "TLS certificate file (PEM); with --key. Default: self-signed in the data folder", func(fs *flag.FlagSet) { fs.StringVar(&c.Cert, "cert", "", "") }},
 		{"key", "TLS private key file (PEM)", func(fs *flag.FlagSet) { fs.StringVar(&c.Key, "key", "", "") }},
 		{"store", "message store URL; empty for the embedded SQLite in the data folder", func(fs *flag.FlagSet) { fs.StringVar(&c.Store, "store", "", "") }},
+		{"master-key", "file of the master key that wraps the data keys (created 0600 if missing); default DATA/master.key. Keep it out of the database's backups", func(fs *flag.FlagSet) { fs.StringVar(&c.MasterKey, "master-key", "", "") }},
 		{"expiry", "how long an undelivered message is kept", func(fs *flag.FlagSet) { fs.DurationVar(&c.Expiry, "expiry", 72*time.Hour, "") }},
 		{"retries", "delivery retries while the device stays registered", func(fs *flag.FlagSet) { fs.IntVar(&c.Retries, "retries", 5, "") }},
 		{"retry-interval", "time between those retries", func(fs *flag.FlagSet) { fs.DurationVar(&c.RetryInterval, "retry-interval", 30*time.Second, "") }},
@@ -147,7 +149,7 @@ func (c *config) writeExample(w io.Writer) {
 func (c *config) serverOptions() server.Options {
 	return server.Options{
 		DataDir: c.Data, HTTPSAddr: c.HTTPS, SIPAddr: c.SIP, AdminAddr: c.Admin, Domain: c.Domain,
-		CertFile: c.Cert, KeyFile: c.Key, StoreURL: c.Store,
+		CertFile: c.Cert, KeyFile: c.Key, StoreURL: c.Store, MasterKeyFile: c.MasterKey,
 		Expiry: c.Expiry, Retries: c.Retries, RetryInterval: c.RetryInterval, MaxPending: c.MaxPending,
 		KeyPeriod: c.KeyPeriod, TokenTTL: c.TokenTTL, FlowTimer: c.FlowTimer,
 	}

@@ -44,6 +44,10 @@ type Options struct {
 	CertFile  string // with KeyFile: the TLS certificate; else self-signed in DataDir
 	KeyFile   string
 	StoreURL  string // default: SQLite in DataDir
+	// MasterKeyFile holds the key that wraps every data key; default
+	// DataDir/master.key. Keeping it elsewhere (and out of the database's
+	// backups) is what makes expired text unreadable from an old copy.
+	MasterKeyFile string
 
 	Expiry         time.Duration // message lifetime on the server, default 72 h
 	Retries        int           // retries while registered, default 5
@@ -126,7 +130,10 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{o: o, log: o.Log, metrics: metrics.New()}
 
-	masterKey, err := seal.LoadOrCreateMasterKey(filepath.Join(o.DataDir, "master.key"))
+	if o.MasterKeyFile == "" {
+		o.MasterKeyFile = filepath.Join(o.DataDir, "master.key")
+	}
+	masterKey, err := seal.LoadOrCreateMasterKey(o.MasterKeyFile)
 	if err != nil {
 		return nil, err
 	}
