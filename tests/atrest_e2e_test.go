@@ -144,3 +144,33 @@ func TestExpiredPeriodCannotBeOpened(t *testing.T) {
 		t.Fatalf("open after restart: %v, want ErrKeyDestroyed", err)
 	}
 }
+
+func TestMasterKeyOutsideDataFolder(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "elsewhere.key")
+	s, tok := newPair(t, servertest.WithOptions(func(o *server.Options) { o.MasterKeyFile = keyFile }))
+	if code, _, _ := submit(t, s, tok, message.NewID(), "bob", "sealed with the outside key"); code != 202 {
+		t.Fatalf("submit: %d", code)
+	}
+	st, err := os.Stat(keyFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("master key: %v %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(s.DataDir, "master.key")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a master key was also written into the data folder: %v", err)
+	}
+	// Without it, the data folder's store cannot be opened for reading text:
+	// a server started on the same folder with a fresh key fails to unwrap.
+	s.Stop(t)
+	other := servertest.Start(t, servertest.WithOptions(func(o *server.Options) {
+		o.DataDir = s.DataDir
+		o.MasterKeyFile = filepath.Join(t.TempDir(), "new.key")
+	}))
+	msgs, err := other.Store().Pending(t.Context(), "bob", 10)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("pending: %d %v", len(msgs), err)
+	}
+	m := msgs[0]
+	if _, err := other.Sealer().Open(t.Context(), m.ID, m.From, m.To, m.KeyPeriod, m.Sealed); err == nil {
+		t.Fatal("a different master key opened the text")
+	}
+}
