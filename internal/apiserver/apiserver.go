@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -51,7 +52,27 @@ type API struct {
 	// logins (or a password-guessing attack) cannot take every core and
 	// all memory from message traffic.
 	passwordChecks chan struct{}
+
+	// tokens remembers, for tokenCacheTTL, which account a token hash
+	// belongs to: a client that keeps submitting then costs one store
+	// read every few seconds instead of one per request. A token revoked
+	// through this server is forgotten at once; one revoked elsewhere
+	// (another node, or "sealpostd user passwd" in another process)
+	// keeps working here for at most tokenCacheTTL. Guarded by mu.
+	mu     sync.Mutex
+	tokens map[string]cachedToken
 }
+
+type cachedToken struct {
+	account string
+	until   time.Time // the earlier of the cache lifetime and the token's expiry
+}
+
+// tokenCacheTTL bounds how long a token is trusted without the store.
+const tokenCacheTTL = 5 * time.Second
+
+// maxCachedTokens bounds the cache; past it the cache starts over.
+const maxCachedTokens = 1 << 16
 
 // New returns the API handler.
 func New(o Options) *API {
@@ -64,7 +85,7 @@ func New(o Options) *API {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &API{o: o, passwordChecks: make(chan struct{}, 4)}
+	return &API{o: o, passwordChecks: make(chan struct{}, 4), tokens: map[string]cachedToken{}}
 }
 
 // Handler returns the routes.
@@ -136,7 +157,11 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token, _ := bearer(r)
-	if err := a.o.Store.RevokeToken(r.Context(), auth.HashToken(token)); err != nil && !errors.Is(err, store.ErrNotFound) {
+	hash := auth.HashToken(token)
+	a.mu.Lock()
+	delete(a.tokens, string(hash))
+	a.mu.Unlock()
+	if err := a.o.Store.RevokeToken(r.Context(), hash); err != nil && !errors.Is(err, store.ErrNotFound) {
 		a.storeFailed(w, "revoking token", err)
 		return
 	}
@@ -225,7 +250,27 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request) (string, bool) {
 		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "send Authorization: Bearer TOKEN (get one with POST /v1/tokens)")
 		return "", false
 	}
-	t, err := a.o.Store.TokenByHash(r.Context(), auth.HashToken(token), a.o.Clock.Now())
+	hash := auth.HashToken(token)
+	now := a.o.Clock.Now()
+	a.mu.Lock()
+	c, ok := a.tokens[string(hash)]
+	a.mu.Unlock()
+	if ok && now.Before(c.until) {
+		return c.account, true
+	}
+	t, err := a.o.Store.TokenByHash(r.Context(), hash, now)
+	if err == nil {
+		until := now.Add(tokenCacheTTL)
+		if t.ExpiresAt.Before(until) {
+			until = t.ExpiresAt
+		}
+		a.mu.Lock()
+		if len(a.tokens) >= maxCachedTokens {
+			clear(a.tokens)
+		}
+		a.tokens[string(hash)] = cachedToken{account: t.Account, until: until}
+		a.mu.Unlock()
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="sealpost", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "the token is unknown, expired or revoked; log in again")
@@ -236,6 +281,18 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request) (string, bool) {
 		return "", false
 	}
 	return t.Account, true
+}
+
+// ForgetAccount drops the cached tokens of an account whose password
+// changed or which was deleted through this server.
+func (a *API) ForgetAccount(account string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for h, c := range a.tokens {
+		if c.account == account {
+			delete(a.tokens, h)
+		}
+	}
 }
 
 func bearer(r *http.Request) (string, bool) {

@@ -40,6 +40,7 @@ func (s *Server) SetPassword(ctx context.Context, name, password string) error {
 		return errors.New("the password is empty")
 	}
 	err := s.store.SetPassword(ctx, name, auth.HashPassword(password), s.sealSecrets(name, password))
+	s.forget(name)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("%w: %q", ErrNoAccount, name)
 	}
@@ -49,6 +50,7 @@ func (s *Server) SetPassword(ctx context.Context, name, password string) error {
 // DeleteUser removes an account with its tokens and waiting messages.
 func (s *Server) DeleteUser(ctx context.Context, name string) error {
 	err := s.store.DeleteAccount(ctx, name)
+	s.forget(name)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("%w: %q", ErrNoAccount, name)
 	}
@@ -63,6 +65,18 @@ func (s *Server) Users(ctx context.Context) ([]store.Account, error) {
 // Messages lists messages for the operator, without their text.
 func (s *Server) Messages(ctx context.Context, f store.MessageFilter) ([]store.Message, error) {
 	return s.store.Messages(ctx, f)
+}
+
+// forget drops what a running server caches about an account (its tokens,
+// its existence as a recipient) after the account changed here. A change
+// made by another process reaches the caches within their few seconds.
+func (s *Server) forget(name string) {
+	if s.api != nil {
+		s.api.ForgetAccount(name)
+	}
+	if s.queue != nil {
+		s.queue.Forget(name)
+	}
 }
 
 func (s *Server) sealSecrets(name, password string) []byte {

@@ -1,0 +1,145 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/internal/store"
+	"github.com/sealpost/sealpost/message"
+)
+
+// attemptCountingStore counts RecordAttempt calls.
+type attemptCountingStore struct {
+	store.Store
+	mu       sync.Mutex
+	attempts int
+}
+
+func (c *attemptCountingStore) RecordAttempt(ctx context.Context, from, id string, attempts int, next time.Time, lastErr string) error {
+	c.mu.Lock()
+	c.attempts++
+	c.mu.Unlock()
+	return c.Store.RecordAttempt(ctx, from, id, attempts, next, lastErr)
+}
+
+func (c *attemptCountingStore) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.attempts
+}
+
+func withStore(t *testing.T, f *fixture, wrap func(store.Store) store.Store) {
+	t.Helper()
+	f.q.Stop()
+	o := f.q.Options()
+	o.Store = wrap(f.store)
+	f.q = New(o)
+	t.Cleanup(f.q.Stop)
+}
+
+func waitDelivered(t *testing.T, f *fixture, id string) store.Message {
+	t.Helper()
+	var m store.Message
+	checkFor(t, func() error {
+		var err error
+		m, err = f.store.Message(context.Background(), "alice", id)
+		if err != nil || m.Status != message.Delivered {
+			return fmt.Errorf("message %s: %v %v", id, m.Status, err)
+		}
+		return nil
+	})
+	return m
+}
+
+// A message to a recipient online at submission carries its first attempt
+// in the submission's own write; one to an offline recipient gets its
+// attempt recorded by the pass. Either way the count is on disk before the
+// try, and it is one.
+func TestFirstAttemptRecordedWithSubmission(t *testing.T) {
+	f := newFixture(t)
+	cs := &attemptCountingStore{}
+	withStore(t, f, func(s store.Store) store.Store { cs.Store = s; return cs })
+
+	f.goOnline("bob", false)
+	m := waitDelivered(t, f, f.submit(t, "online"))
+	if m.Attempts != 1 || cs.count() != 0 {
+		t.Errorf("online recipient: attempts %d, RecordAttempt called %d times; want 1 and 0", m.Attempts, cs.count())
+	}
+
+	f.mu.Lock()
+	delete(f.online, "bob")
+	f.mu.Unlock()
+	id := f.submit(t, "offline")
+	if m, _ := f.store.Message(context.Background(), "alice", id); m.Attempts != 0 {
+		t.Errorf("stored for an offline recipient with %d attempts", m.Attempts)
+	}
+	f.goOnline("bob", false)
+	m = waitDelivered(t, f, id)
+	if m.Attempts != 1 || cs.count() != 1 {
+		t.Errorf("offline recipient: attempts %d, RecordAttempt called %d times; want 1 and 1", m.Attempts, cs.count())
+	}
+}
+
+// A failed first attempt recorded with the submission is counted once: the
+// failure record says attempt 1, and the retry is attempt 2.
+func TestFirstAttemptFailureCountsOnce(t *testing.T) {
+	f := newFixture(t)
+	f.goOnline("bob", false)
+	f.sender.fail["flaky"] = 1
+	id := f.submit(t, "flaky")
+	checkFor(t, func() error {
+		m, err := f.store.Message(context.Background(), "alice", id)
+		if err != nil || m.LastError == "" {
+			return fmt.Errorf("failure not recorded: %+v %v", m, err)
+		}
+		if m.Attempts != 1 {
+			return fmt.Errorf("after one failed attempt: attempts %d", m.Attempts)
+		}
+		return nil
+	})
+	checkFor(t, func() error {
+		if !f.clock.HasTimerAt(t0.Add(30 * time.Second)) {
+			return errors.New("retry not scheduled")
+		}
+		return nil
+	})
+	f.clock.Advance(30 * time.Second)
+	if m := waitDelivered(t, f, id); m.Attempts != 2 {
+		t.Errorf("delivered on the retry with attempts %d, want 2", m.Attempts)
+	}
+}
+
+// The recipient check is cached for knownTTL: an account deleted by
+// another process can be written to for at most that long; Forget ends it
+// at once.
+func TestRecipientCacheIsBoundedInTime(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.submit(t, "bob exists")
+	if err := f.store.DeleteAccount(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	f.submit(t, "within the cache lifetime")
+	f.clock.Advance(knownTTL)
+	if _, _, err := f.q.Submit(ctx, Submission{ID: message.NewID(), From: "alice", To: "bob", Text: "hi"}); !errors.Is(err, ErrUnknownRecipient) {
+		t.Fatalf("after knownTTL: %v, want ErrUnknownRecipient", err)
+	}
+
+	if err := f.store.CreateAccount(ctx, store.Account{Name: "carol", PasswordHash: "x", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.q.Submit(ctx, Submission{ID: message.NewID(), From: "alice", To: "carol", Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.DeleteAccount(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	f.q.Forget("carol")
+	if _, _, err := f.q.Submit(ctx, Submission{ID: message.NewID(), From: "alice", To: "carol", Text: "hi"}); !errors.Is(err, ErrUnknownRecipient) {
+		t.Fatalf("after Forget: %v, want ErrUnknownRecipient", err)
+	}
+}
