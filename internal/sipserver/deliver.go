@@ -30,15 +30,24 @@ var _ queue.ReasonError = (*deliveryError)(nil)
 // SendMessage delivers one message to the device of b over the connection it
 // registered on and waits for the final response.
 func (s *Server) SendMessage(ctx context.Context, b registrar.Binding, d queue.Delivery) error {
-	req, err := s.newRequest(b, d.From)
+	req, err := s.messageRequest(b, d)
 	if err != nil {
 		return err
+	}
+	return s.do(ctx, b, req)
+}
+
+// messageRequest builds the MESSAGE that delivers d to the device of b.
+func (s *Server) messageRequest(b registrar.Binding, d queue.Delivery) (*sip.Request, error) {
+	req, err := s.newRequest(b, d.From)
+	if err != nil {
+		return nil, err
 	}
 	req.AppendHeader(sip.NewHeader("Content-Type", "text/plain;charset=utf-8"))
 	req.AppendHeader(sip.NewHeader(api.HeaderMessageID, d.ID))
 	req.AppendHeader(sip.NewHeader(api.HeaderSubmittedAt, d.SubmittedAt.UTC().Format(time.RFC3339Nano)))
 	req.SetBody([]byte(d.Text))
-	return s.do(ctx, b, req)
+	return req, nil
 }
 
 // SendReport forwards a delivery report (RFC 5438 message/imdn+xml) to the
