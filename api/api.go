@@ -74,6 +74,11 @@ const (
 	CodeRateLimited      = "rate_limited"           // 429
 	CodeStoreUnavailable = "store_unavailable"      // 503: nothing was accepted
 	CodeMethodNotAllowed = "method_not_allowed"     // 405
+	// CodeUnsupportedMediaType: 415, the body is not application/json.
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	// CodeIDConflict: 409, the id was already used by this sender for a
+	// message to another recipient.
+	CodeIDConflict = "id_conflict"
 )
 
 // SIP headers that carry a message's metadata on delivery.

@@ -5,6 +5,7 @@ package message
 
 import (
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -91,6 +92,10 @@ func CheckID(id string) error {
 	}
 	return nil
 }
+
+// NormalizeID returns the canonical (lower-case) form of a valid id, so that
+// ids differing only in letter case name the same message everywhere.
+func NormalizeID(id string) string { return strings.ToLower(id) }
 
 // NewID returns a fresh random message id.
 func NewID() string { return uuid.NewString() }

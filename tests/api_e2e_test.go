@@ -3,10 +3,12 @@ package tests
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealpost/sealpost/api"
 	"github.com/sealpost/sealpost/internal/server"
@@ -199,5 +201,86 @@ func TestRegisterRefusals(t *testing.T) {
 	}
 	if _, ok := s.Registrar().Lookup("alice"); ok {
 		t.Fatal("a refused registration left a binding")
+	}
+}
+
+func TestIDCaseAndConflict(t *testing.T) {
+	s, tok := newPair(t)
+	s.AddUser(t, "carol", "carol-pw")
+	id := message.NewID()
+	if code, _, _ := submit(t, s, tok, id, "bob", "first"); code != 202 {
+		t.Fatalf("submit: %d", code)
+	}
+	upper := strings.ToUpper(id)
+	if code, res, _ := submit(t, s, tok, upper, "bob", "first"); code != 200 || res.ID != id {
+		t.Fatalf("same id in upper case: %d %+v, want 200 for the same message", code, res)
+	}
+	if code, st := status(t, s, tok, upper); code != 200 || st.ID != id {
+		t.Fatalf("status by upper-case id: %d %+v", code, st)
+	}
+	code, _, e := submit(t, s, tok, id, "carol", "reused for carol")
+	if code != 409 || e.Code != api.CodeIDConflict {
+		t.Fatalf("id reused for another recipient: %d %+v", code, e)
+	}
+	if n, _ := s.Store().CountPending(t.Context()); n != 1 {
+		t.Fatalf("%d pending, want 1", n)
+	}
+}
+
+func TestLoneSurrogateRefused(t *testing.T) {
+	s, tok := newPair(t)
+	raw := `{"id":"` + message.NewID() + `","to":"bob","text":"a\ud800b"}`
+	req, _ := http.NewRequest("POST", s.HTTPSURL+api.PathMessages, strings.NewReader(raw))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := s.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 422 {
+		t.Fatalf("lone surrogate: %d, want 422", res.StatusCode)
+	}
+	// A real U+FFFD, spelled out or escaped, is a character like any other.
+	for _, text := range []string{"a\uFFFDb", `a\ufffdb`} {
+		raw := `{"id":"` + message.NewID() + `","to":"bob","text":"` + text + `"}`
+		req, _ := http.NewRequest("POST", s.HTTPSURL+api.PathMessages, strings.NewReader(raw))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := s.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 202 {
+			t.Fatalf("U+FFFD as %q: %d, want 202", text, res.StatusCode)
+		}
+	}
+}
+
+func TestLoginFailuresRateLimited(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	s, _ := newPair(t, servertest.WithFakeClock(t0))
+	login := func(pw string) (int, api.Error) {
+		req, _ := http.NewRequest("POST", s.HTTPSURL+api.PathTokens, nil)
+		req.SetBasicAuth("alice", pw)
+		res, err := s.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var eb api.ErrorBody
+		json.NewDecoder(res.Body).Decode(&eb)
+		return res.StatusCode, eb.Error
+	}
+	for i := 0; i < 10; i++ {
+		if code, _ := login("guess"); code != 401 {
+			t.Fatalf("failure %d: %d, want 401", i+1, code)
+		}
+	}
+	if code, e := login("alice-pw"); code != 429 || e.Code != api.CodeRateLimited {
+		t.Fatalf("after 10 failures, even the right password: %d %+v, want 429 rate_limited", code, e)
+	}
+	s.Clock.Advance(10 * time.Minute)
+	if code, _ := login("alice-pw"); code != 201 {
+		t.Fatalf("after the window: %d, want 201", code)
 	}
 }

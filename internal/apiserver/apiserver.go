@@ -52,6 +52,9 @@ type API struct {
 	// logins (or a password-guessing attack) cannot take every core and
 	// all memory from message traffic.
 	passwordChecks chan struct{}
+	// loginFailures slows password guessing: per account and per client
+	// address, see limit.go.
+	loginFailures *failureLimiter
 
 	// tokens remembers, for tokenCacheTTL, which account a token hash
 	// belongs to: a client that keeps submitting then costs one store
@@ -85,7 +88,7 @@ func New(o Options) *API {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &API{o: o, passwordChecks: make(chan struct{}, 4), tokens: map[string]cachedToken{}}
+	return &API{o: o, passwordChecks: make(chan struct{}, 4), loginFailures: newFailureLimiter(o.Clock), tokens: map[string]cachedToken{}}
 }
 
 // Handler returns the routes.
@@ -118,6 +121,13 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "send the account name and password with HTTP Basic authentication")
 		return
 	}
+	ip := clientIP(r.RemoteAddr)
+	if wait := max(a.loginFailures.blocked("account:"+name, maxAccountFailures), a.loginFailures.blocked("ip:"+ip, maxAddressFailures)); wait > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		writeError(w, http.StatusTooManyRequests, api.CodeRateLimited,
+			fmt.Sprintf("too many failed logins; try again in %d minutes", int(wait.Minutes())+1))
+		return
+	}
 	acct, err := a.o.Store.Account(r.Context(), name)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		a.storeFailed(w, "reading account", err)
@@ -133,10 +143,13 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 	valid := auth.CheckPassword(acct.PasswordHash, password)
 	<-a.passwordChecks
 	if !valid {
+		a.loginFailures.fail("account:" + name)
+		a.loginFailures.fail("ip:" + ip)
 		a.o.Log.Info("token refused: wrong account or password", "remote", r.RemoteAddr)
 		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "wrong account name or password")
 		return
 	}
+	a.loginFailures.forget("account:" + name)
 	token, hash := auth.NewToken()
 	now := a.o.Clock.Now()
 	t := store.Token{Hash: hash, Account: acct.Name, CreatedAt: now, ExpiresAt: now.Add(a.o.TokenTTL)}
@@ -206,6 +219,9 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, queue.ErrUnknownRecipient):
 		a.refuse(w, http.StatusNotFound, api.CodeUnknownRecipient, fmt.Sprintf("no account named %q", req.To))
 		return
+	case errors.Is(err, queue.ErrIDConflict):
+		a.refuse(w, http.StatusConflict, api.CodeIDConflict, "you already used this id for a message to someone else; give each message a new UUID")
+		return
 	case errors.Is(err, queue.ErrMailboxFull):
 		a.refuse(w, http.StatusTooManyRequests, api.CodeMailboxFull, fmt.Sprintf("%s has too many messages waiting; try again later", req.To))
 		return
@@ -229,7 +245,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	m, err := a.o.Store.Message(r.Context(), from, r.PathValue("id"))
+	m, err := a.o.Store.Message(r.Context(), from, message.NormalizeID(r.PathValue("id")))
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, "you sent no message with that id")
 		return
@@ -327,7 +343,7 @@ func (a *API) storeFailed(w http.ResponseWriter, what string, err error) {
 // bytes with U+FFFD and so change the text a person wrote.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) (int, string, string) {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return http.StatusUnsupportedMediaType, api.CodeBadRequest, "send the body as application/json"
+		return http.StatusUnsupportedMediaType, api.CodeUnsupportedMediaType, "send the body as application/json"
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
@@ -347,6 +363,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) (int, string, str
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return http.StatusBadRequest, api.CodeBadRequest, "the body has data after the JSON object"
+	}
+	// A lone surrogate escape ("\ud800") decodes to U+FFFD without an
+	// error; a U+FFFD the body did not spell out is such a broken escape.
+	if req, ok := v.(*api.SubmitRequest); ok && strings.ContainsRune(req.Text, utf8.RuneError) &&
+		!bytes.ContainsRune(body, utf8.RuneError) && !bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`)) {
+		return http.StatusUnprocessableEntity, message.CodeInvalidUTF8, "the text holds a broken \\u escape (a lone UTF-16 surrogate)"
 	}
 	return 0, "", ""
 }

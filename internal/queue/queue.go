@@ -40,6 +40,10 @@ var (
 	ErrUnknownRecipient = errors.New("unknown recipient")
 	// ErrMailboxFull: the recipient has MaxPending messages waiting.
 	ErrMailboxFull = store.ErrMailboxFull
+	// ErrIDConflict: the sender already used this id for a message to
+	// another recipient. Answering "already enqueued" would tell the
+	// sender a message was stored that never was.
+	ErrIDConflict = errors.New("message id already used for another recipient")
 )
 
 // Delivery is one message handed to a Sender.
@@ -198,12 +202,14 @@ func (q *Queue) Stop() {
 // created=true. It returns only after the store has committed the message:
 // an answer of "enqueued" built on it is true even if the server crashes
 // right after. A known (From, ID) returns the stored message with
-// created=false and writes nothing. Errors: *message.RuleError,
-// ErrUnknownRecipient, ErrMailboxFull, or a store error (nothing accepted).
+// created=false and writes nothing (ErrIDConflict if that message was for
+// another recipient). Errors: *message.RuleError, ErrUnknownRecipient,
+// ErrMailboxFull, ErrIDConflict, or a store error (nothing accepted).
 func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, error) {
 	if err := message.CheckID(s.ID); err != nil {
 		return store.Message{}, false, err
 	}
+	s.ID = message.NormalizeID(s.ID)
 	if err := message.CheckText(s.Text); err != nil {
 		return store.Message{}, false, err
 	}
@@ -249,6 +255,9 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 	}
 	if err != nil {
 		return store.Message{}, false, err
+	}
+	if !created && stored.To != s.To {
+		return store.Message{}, false, ErrIDConflict
 	}
 	stored.Sealed = nil
 	if created {

@@ -80,6 +80,8 @@ func (s *Server) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(tx, req, 488, "Not Acceptable Here: "+rule.Message)
 	case errors.Is(err, queue.ErrUnknownRecipient):
 		s.respond(tx, req, 404, "Not Found: no such account")
+	case errors.Is(err, queue.ErrIDConflict):
+		s.respond(tx, req, 409, "Conflict: message id already used for another recipient")
 	case errors.Is(err, queue.ErrMailboxFull):
 		s.respond(tx, req, 486, "Busy Here: recipient mailbox full")
 	default:
