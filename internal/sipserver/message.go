@@ -31,12 +31,12 @@ func (s *Server) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 	if from := req.From(); from == nil || from.Address.User != account {
-		s.respond(tx, req, 403, "Forbidden: From must be sip:"+account+"@"+s.o.Domain)
+		s.refuse(tx, req, api.CodeForbidden, 403, "Forbidden: From must be sip:"+account+"@"+s.o.Domain)
 		return
 	}
 	to := req.Recipient.User
 	if to == "" || !s.isOurDomain(req.Recipient.Host) {
-		s.respond(tx, req, 404, "Not Found: no such account")
+		s.refuse(tx, req, api.CodeUnknownRecipient, 404, "Not Found: no such account")
 		return
 	}
 	if ct := req.ContentType(); ct != nil && isIMDN(ct.Value()) {
@@ -48,11 +48,11 @@ func (s *Server) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if ct := req.ContentType(); ct == nil || !isTextPlain(ct.Value()) {
-		s.respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", "text/plain"))
+		s.refuse(tx, req, api.CodeUnsupportedMediaType, 415, "Unsupported Media Type", sip.NewHeader("Accept", "text/plain"))
 		return
 	}
 	if cs := charsetOf(req.ContentType().Value()); cs != "" && !strings.EqualFold(cs, "utf-8") {
-		s.respond(tx, req, 415, "Unsupported Media Type: charset must be UTF-8", sip.NewHeader("Accept", "text/plain;charset=utf-8"))
+		s.refuse(tx, req, api.CodeUnsupportedMediaType, 415, "Unsupported Media Type: charset must be UTF-8", sip.NewHeader("Accept", "text/plain;charset=utf-8"))
 		return
 	}
 
@@ -63,7 +63,7 @@ func (s *Server) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 		id = uuid.NewSHA1(sipMessageIDs, []byte(account+"\x00"+req.CallID().Value()+"\x00"+req.CSeq().Value())).String()
 	}
 	if err := message.CheckAccount(to); err != nil {
-		s.respond(tx, req, 404, "Not Found: no such account")
+		s.refuse(tx, req, api.CodeUnknownRecipient, 404, "Not Found: no such account")
 		return
 	}
 
@@ -75,18 +75,18 @@ func (s *Server) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 	case err == nil:
 		s.respond(tx, req, 202, "Accepted", sip.NewHeader(api.HeaderMessageID, id))
 	case errors.As(err, &rule) && rule.Code == message.CodeTooLong, errors.As(err, &rule) && rule.Code == message.CodeTooManyBytes:
-		s.respond(tx, req, 413, "Request Entity Too Large: "+rule.Message)
+		s.refuse(tx, req, rule.Code, 413, "Request Entity Too Large: "+rule.Message)
 	case errors.As(err, &rule):
-		s.respond(tx, req, 488, "Not Acceptable Here: "+rule.Message)
+		s.refuse(tx, req, rule.Code, 488, "Not Acceptable Here: "+rule.Message)
 	case errors.Is(err, queue.ErrUnknownRecipient):
-		s.respond(tx, req, 404, "Not Found: no such account")
+		s.refuse(tx, req, api.CodeUnknownRecipient, 404, "Not Found: no such account")
 	case errors.Is(err, queue.ErrIDConflict):
-		s.respond(tx, req, 409, "Conflict: message id already used for another recipient")
+		s.refuse(tx, req, api.CodeIDConflict, 409, "Conflict: message id already used for another recipient")
 	case errors.Is(err, queue.ErrMailboxFull):
-		s.respond(tx, req, 486, "Busy Here: recipient mailbox full")
+		s.refuse(tx, req, api.CodeMailboxFull, 486, "Busy Here: recipient mailbox full")
 	default:
 		s.o.Log.Error("sip submission not stored", "from", account, "err", err)
-		s.respond(tx, req, 503, "Service Unavailable: message not stored", sip.NewHeader("Retry-After", "5"))
+		s.refuse(tx, req, api.CodeStoreUnavailable, 503, "Service Unavailable: message not stored", sip.NewHeader("Retry-After", "5"))
 	}
 }
 
@@ -109,4 +109,13 @@ func charsetOf(contentType string) string {
 		}
 	}
 	return ""
+}
+
+// refuse answers a submission that is not accepted and counts it, by the
+// same reason codes as the HTTPS API, in sealpost_messages_refused_total.
+func (s *Server) refuse(tx sip.ServerTransaction, req *sip.Request, reason string, code int, phrase string, hdrs ...sip.Header) {
+	if s.o.Metrics != nil {
+		s.o.Metrics.Refused.WithLabelValues(reason).Inc()
+	}
+	s.respond(tx, req, code, phrase, hdrs...)
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/sealpost/sealpost/internal/auth"
 	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/metrics"
 	"github.com/sealpost/sealpost/internal/queue"
 	"github.com/sealpost/sealpost/internal/registrar"
 	"github.com/sealpost/sealpost/internal/store"
@@ -46,6 +47,7 @@ type Options struct {
 	Secrets func(ctx context.Context, account string) (auth.SIPSecrets, error)
 	Clock   clock.Clock
 	Log     *slog.Logger
+	Metrics *metrics.Metrics // refusals are counted; may be nil
 
 	// Registration expiry: a REGISTER without Expires gets DefaultExpires
 	// (600 s); shorter than MinExpires (60 s) is refused with 423 (RFC 3261
