@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -169,4 +170,25 @@ func TestShutdownLosesNothingAccepted(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages accepted before the shutdown, all stored", len(accepted))
+}
+
+// TestStalledHandshakesDoNotLockOutOthers: a host that opens many TCP
+// connections to the SIP port and never starts TLS must not keep a device
+// from another address from connecting.
+func TestStalledHandshakesDoNotLockOutOthers(t *testing.T) {
+	s, _ := newPair(t)
+	attacker := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	for i := 0; i < 100; i++ {
+		c, err := attacker.Dial("tcp", s.SIPAddr)
+		if err != nil {
+			t.Fatalf("attacker connection %d: %v", i, err)
+		}
+		defer c.Close()
+	}
+	start := time.Now()
+	bob := s.NewDevice(t, "bob", "bob-pw")
+	mustRegister(t, bob, false)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("a device waited %v behind stalled handshakes", d)
+	}
 }

@@ -31,9 +31,16 @@ func init() { sip.TransportBufferReadSize = readBufferSize }
 const handshakeTimeout = 10 * time.Second
 
 // maxHandshakes bounds the TLS handshakes in progress; further connections
-// wait in the kernel's accept queue. A handshake costs about a millisecond
-// of CPU, so this is a burst of reconnecting devices, not a limit on them.
+// wait for a slot. A handshake costs about a millisecond of CPU, so this is
+// a burst of reconnecting devices, not a limit on them.
 const maxHandshakes = 64
+
+// maxHandshakesPerIP bounds the slots one client address may hold, so a
+// host that opens connections and never finishes its handshake cannot
+// take all of them (each stalls for handshakeTimeout) and keep every other
+// device from registering. Its further connections wait for one of its own
+// slots, or are dropped after handshakeTimeout.
+const maxHandshakesPerIP = 8
 
 // handshakeListener hands sipgo connections whose TLS handshake is already
 // complete. sipgo reads each connection on one goroutine for its whole
@@ -51,6 +58,16 @@ type handshakeListener struct {
 	slots  chan struct{} // one per handshake in progress
 	done   chan struct{} // closed by Close
 	once   sync.Once
+
+	mu    sync.Mutex
+	perIP map[string]*ipSlots // guarded by mu
+}
+
+// ipSlots are one address's handshake slots; users counts the connections
+// holding or waiting for one, so the entry goes when the last is done.
+type ipSlots struct {
+	slots chan struct{}
+	users int
 }
 
 func newHandshakeListener(inner net.Listener, config *tls.Config, log *slog.Logger) *handshakeListener {
@@ -59,6 +76,7 @@ func newHandshakeListener(inner net.Listener, config *tls.Config, log *slog.Logg
 		conns: make(chan net.Conn),
 		slots: make(chan struct{}, maxHandshakes),
 		done:  make(chan struct{}),
+		perIP: map[string]*ipSlots{},
 	}
 	go l.acceptLoop()
 	return l
@@ -86,20 +104,34 @@ func (l *handshakeListener) acceptLoop() {
 			continue
 		}
 		backoff = 0
-		select {
-		case l.slots <- struct{}{}:
-		case <-l.done:
-			c.Close()
-			return
-		}
 		go l.handshake(c)
 	}
 }
 
+// handshake waits for a slot of the client's address and a global one,
+// then runs the TLS handshake; all within handshakeTimeout.
 func (l *handshakeListener) handshake(c net.Conn) {
-	defer func() { <-l.slots }()
+	deadline := time.Now().Add(handshakeTimeout)
+	timeout := time.NewTimer(handshakeTimeout)
+	defer timeout.Stop()
+	ip := clientAddr(c)
+	mine := l.ipSlots(ip)
+	defer l.releaseIP(ip)
+	for _, slots := range []chan struct{}{mine.slots, l.slots} {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		case <-timeout.C:
+			l.log.Debug("TLS handshake not started in time", "remote", c.RemoteAddr().String())
+			c.Close()
+			return
+		case <-l.done:
+			c.Close()
+			return
+		}
+	}
 	tc := tls.Server(c, l.config)
-	if err := c.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+	if err := c.SetDeadline(deadline); err != nil {
 		c.Close()
 		return
 	}
@@ -117,6 +149,36 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	case <-l.done:
 		tc.Close()
 	}
+}
+
+func (l *handshakeListener) ipSlots(ip string) *ipSlots {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.perIP[ip]
+	if e == nil {
+		e = &ipSlots{slots: make(chan struct{}, maxHandshakesPerIP)}
+		l.perIP[ip] = e
+	}
+	e.users++
+	return e
+}
+
+func (l *handshakeListener) releaseIP(ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.perIP[ip]; e != nil {
+		if e.users--; e.users == 0 {
+			delete(l.perIP, ip)
+		}
+	}
+}
+
+func clientAddr(c net.Conn) string {
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
 }
 
 // Accept returns the next connection with its handshake done.
