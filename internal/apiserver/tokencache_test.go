@@ -46,7 +46,9 @@ func TestTokenCacheIsBoundedInTime(t *testing.T) {
 		h.ServeHTTP(w, r)
 		return w.Code
 	}
-	status := func(tok string) int { return call("GET", api.PathMessages+"/123e4567-e89b-12d3-a456-426614174000", tok) }
+	status := func(tok string) int {
+		return call("GET", api.PathMessages+"/123e4567-e89b-12d3-a456-426614174000", tok)
+	}
 
 	tok := newToken()
 	if got := status(tok); got != http.StatusNotFound {

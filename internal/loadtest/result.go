@@ -256,7 +256,7 @@ func (s *Settings) describe() string {
 	case "drain":
 		fmt.Fprintf(&b, " senders=%d", s.Senders)
 	case "connections":
-		fmt.Fprintf(&b, " steps=%v idle=%v settle=%v gc_before_reading=%v", s.Steps, s.Idle, s.Settle, !s.NoGC)
+		fmt.Fprintf(&b, " steps=%v idle=%v settle=%v forced_gc=%v", s.Steps, s.Idle, s.Settle, s.ForceGC)
 	}
 	if s.Rate > 0 {
 		fmt.Fprintf(&b, " rate=%g/s", s.Rate)

@@ -559,7 +559,7 @@ func (r *run) closeAll() {
 // every two minutes on its own, so this only brings forward what an idle
 // server does anyway.
 func (r *run) forceGC(ctx context.Context) error {
-	if r.t.Admin == "" || r.s.NoGC {
+	if r.t.Admin == "" || !r.s.ForceGC {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.s.Timeout)

@@ -264,8 +264,8 @@ func (r *run) connections(ctx context.Context) error {
 	return nil
 }
 
-// settledRSS asks the server for a GC (unless NoGC), waits Settle and
-// returns its resident memory.
+// settledRSS waits Settle (after asking the server for a GC, with
+// ForceGC) and returns its resident memory.
 func (r *run) settledRSS(ctx context.Context) (int64, error) {
 	if err := r.forceGC(ctx); err != nil {
 		r.res.Notes = append(r.res.Notes, err.Error())

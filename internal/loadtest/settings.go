@@ -52,8 +52,10 @@ type Settings struct {
 	Steps []int `json:"steps,omitempty"`
 	// Idle is how long connections measures CPU at rest, at the last step.
 	Idle time.Duration `json:"idle_ns,omitempty"`
-	// Settle is how long to wait, after asking the server for a garbage
-	// collection, before reading its resident memory (connections).
+	// Settle is how long connections waits, once the devices are
+	// registered, before reading the server's resident memory: long
+	// enough for the server to notice it has gone quiet and return its
+	// free heap (it checks every 10 s).
 	Settle time.Duration `json:"settle_ns,omitempty"`
 	// Churn is, in mixed, the number of devices per second that go
 	// offline, each for Offline, and then register again.
@@ -73,10 +75,10 @@ type Settings struct {
 	Prefix string `json:"account_prefix"`
 	// Reports makes devices ask for delivery reports at REGISTER.
 	Reports bool `json:"reports"`
-	// NoGC stops connections from asking the server (admin pprof,
-	// heap?gc=1) for a collection before each memory reading; it then
-	// only waits Settle.
-	NoGC bool `json:"no_gc,omitempty"`
+	// ForceGC makes connections ask the server for a collection (admin
+	// pprof, heap?gc=1) before each settle, as the Go runtime does by
+	// itself at least every two minutes.
+	ForceGC bool `json:"force_gc,omitempty"`
 }
 
 // Defaults returns the settings a scenario runs with unless told otherwise.
@@ -96,7 +98,7 @@ func Defaults(scenario string) Settings {
 		s.Duration = 10 * time.Minute
 	case "connections":
 		s.Steps = []int{5000, 19000}
-		s.Idle, s.Settle = 60*time.Second, 10*time.Second
+		s.Idle, s.Settle = 60*time.Second, 30*time.Second
 	case "mixed":
 		s.Recipients, s.Senders, s.Rate, s.Duration = 2000, 100, 500, 30*time.Second
 		s.Churn, s.Offline = 10, 5*time.Second

@@ -104,6 +104,7 @@ type Server struct {
 	api       *apiserver.API
 	metrics   *metrics.Metrics
 	tlsConfig *tls.Config
+	trimmer   *trimmer
 	// CertFile is the certificate served (self-signed or given).
 	CertFile string
 
@@ -236,6 +237,11 @@ func (s *Server) Start() error {
 	s.mu.Unlock()
 
 	s.queue.Start()
+	// Real time, not o.Clock: trimming is housekeeping of this process,
+	// not a rule of the product, and must not fire when a test advances
+	// a fake clock by days.
+	s.trimmer = newTrimmer(clock.Real{})
+	s.trimmer.start()
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -276,6 +282,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = s.adminSrv.Shutdown(ctx)
 	}
 	s.closeListeners()
+	if s.trimmer != nil {
+		s.trimmer.stop()
+	}
 	if s.queue != nil {
 		s.queue.Stop()
 	}
