@@ -90,6 +90,11 @@ func TestMetricsAndHealth(t *testing.T) {
 	id := message.NewID()
 	submit(t, s, tok, id, "bob", "counted")
 	submit(t, s, tok, message.NewID(), "nobody", "refused")
+	alice := s.NewDevice(t, "alice", "alice-pw")
+	mustRegister(t, alice, false)
+	if code, _ := alice.Send("bob", "bell\x07"); code != 488 {
+		t.Fatalf("control character over SIP: %d", code)
+	}
 	waitStatus(t, s, tok, id, "delivered")
 	get := func(path string) (int, string) {
 		res, err := http.Get(s.AdminURL + path)
@@ -112,6 +117,7 @@ func TestMetricsAndHealth(t *testing.T) {
 		`sealpost_messages_delivered_total 1`,
 		`sealpost_messages_expired_total 0`,
 		`sealpost_messages_refused_total{reason="unknown_recipient"} 1`,
+		`sealpost_messages_refused_total{reason="text_control_character"} 1`,
 		`sealpost_messages_pending 0`,
 		`sealpost_registered_devices 1`,
 		`sealpost_delivery_duration_seconds_count 1`,

@@ -177,7 +177,7 @@ func (s *Server) Start() error {
 	})
 	sip, err := sipserver.New(sipserver.Options{
 		Domain: o.Domain, TLSConfig: s.tlsConfig, Registrar: s.registrar, Queue: s.queue,
-		Secrets: s.sipSecrets, Clock: o.Clock, Log: s.log.With("part", "sip"),
+		Secrets: s.sipSecrets, Clock: o.Clock, Log: s.log.With("part", "sip"), Metrics: s.metrics,
 		DefaultExpires: o.DefaultExpires, MinExpires: o.MinExpires, MaxExpires: o.MaxExpires,
 		FlowTimer: o.FlowTimer,
 	})
