@@ -119,7 +119,7 @@ func TestMetricsAndHealth(t *testing.T) {
 		`sealpost_messages_refused_total{reason="unknown_recipient"} 1`,
 		`sealpost_messages_refused_total{reason="text_control_character"} 1`,
 		`sealpost_messages_pending 0`,
-		`sealpost_registered_devices 1`,
+		`sealpost_registered_devices 2`,
 		`sealpost_delivery_duration_seconds_count 1`,
 	} {
 		if !strings.Contains(body, want) {
