@@ -603,7 +603,13 @@ func (q *Queue) delivered(m store.Message) error {
 			q.o.Metrics.Delivered.Inc()
 			q.o.Metrics.DeliveryLatency.Observe(at.Sub(m.SubmittedAt).Seconds())
 		}
-		q.Kick(m.From) // a delivery report waits for the sender
+		// A delivery report waits for the sender. Only a device that
+		// asked for reports gets one; an offline sender gets it when it
+		// registers (Online kicks its run), so only then is a run worth
+		// starting now.
+		if sb, online := q.o.Lookup(m.From); online && sb.IMDN {
+			q.Kick(m.From)
+		}
 	}
 	q.mu.Lock()
 	if r := q.runs[m.To]; r != nil {
