@@ -47,6 +47,8 @@ const usage = `usage:
   sealbench SCENARIO --spawn PATH/TO/sealpostd [--runs N] [flags]
   sealbench SCENARIO --https ADDR --sip ADDR --ca FILE --password-file FILE [--admin ADDR] [--pid N] [flags]
   sealbench setup --data DIR --accounts N [--domain NAME] [--password-file FILE]
+  sealbench floor --cert FILE --key FILE [--devices 19000]
+      a bare Go TLS server answering keepalives on the same idle devices: the floor for connections
 
 scenarios: relay, store, drain, connections, mixed
   relay        recipients online: submit → delivered end to end
@@ -62,8 +64,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, usage)
 		return flag.ErrHelp
 	}
-	if args[0] == "setup" {
+	switch args[0] {
+	case "setup":
 		return setup(ctx, args[1:], stdout, stderr)
+	case "floor":
+		return floor(ctx, args[1:], stdout, stderr)
+	case "floor-server": // the child process of floor
+		if len(args) != 4 {
+			return errors.New("floor-server ADDR CERT KEY")
+		}
+		return loadtest.ServeFloor(ctx, args[1], args[2], args[3], stdout)
 	}
 	scenario := args[0]
 	s := loadtest.Defaults(scenario)
@@ -174,6 +184,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if runs > 1 {
 		loadtest.WriteSummary(stdout, results)
 	}
+	return nil
+}
+
+// floor measures a bare Go TLS server with the same idle devices, for
+// comparison with the connections scenario.
+func floor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sealbench floor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cert := fs.String("cert", "", "certificate (PEM) for the bare server, e.g. a sealpostd data folder's cert.pem")
+	key := fs.String("key", "", "its key (PEM), e.g. the data folder's key.pem")
+	devices := fs.Int("devices", 19000, "idle TLS connections")
+	keepalive := fs.Duration("keepalive", 60*time.Second, "CRLF ping interval of each connection")
+	settle := fs.Duration("settle", 30*time.Second, "wait after connecting before measuring")
+	idle := fs.Duration("idle", 60*time.Second, "how long to measure CPU at rest")
+	sources := fs.String("sources", "127.0.0.1", "local addresses to connect from (list or range, as for the scenarios)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cert == "" || *key == "" {
+		return errors.New("floor needs --cert and --key")
+	}
+	srcs, err := parseSources(*sources)
+	if err != nil {
+		return fmt.Errorf("--sources: %w", err)
+	}
+	loadtest.RaiseOpenFiles()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	r, err := loadtest.Floor(ctx, []string{self, "floor-server", "127.0.0.1:0", *cert, *key}, *cert, *devices, *keepalive, *settle, *idle, srcs, stderr)
+	if err != nil {
+		return err
+	}
+	r.WriteTable(stdout)
 	return nil
 }
 

@@ -72,13 +72,9 @@ func Run(ctx context.Context, t Target, s Settings, log io.Writer) (*Result, err
 	if err != nil {
 		return nil, fmt.Errorf("reading the CA file: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", t.CAFile)
-	}
-	host, _, err := net.SplitHostPort(t.SIP)
+	clientTLSConfig, err := clientTLS(pem, t.SIP)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", t.CAFile, err)
 	}
 	ips := make([]net.IP, len(s.Sources))
 	for i, a := range s.Sources {
@@ -89,7 +85,7 @@ func Run(ctx context.Context, t Target, s Settings, log io.Writer) (*Result, err
 		src:   &sources{ips: ips},
 		res:   &Result{Scenario: s.Scenario, Settings: s, Machine: m, Started: time.Now()},
 		text:  strings.Repeat("x", s.TextChars),
-		tls:   &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(64)},
+		tls:   clientTLSConfig,
 		stopC: make(chan struct{}),
 	}
 	r.res.Server.PID = t.PID
@@ -119,6 +115,20 @@ func Run(ctx context.Context, t Target, s Settings, log io.Writer) (*Result, err
 	}
 	r.finish()
 	return r.res, nil
+}
+
+// clientTLS returns the devices' and senders' TLS settings: the server
+// certificate verified against pem, for the host of addr.
+func clientTLS(pem []byte, addr string) (*tls.Config, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("no PEM certificate in the CA file")
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(64)}, nil
 }
 
 func checkLoopback(addr string) error {
