@@ -125,15 +125,8 @@ func TestAPIRefusals(t *testing.T) {
 		}
 		// JSON encoders replace invalid UTF-8, so send the raw bytes.
 		raw := []byte(`{"id":"` + message.NewID() + `","to":"carol","text":"a` + "\xff" + `b"}`)
-		req, _ := http.NewRequest("POST", s.HTTPSURL+api.PathMessages, bytes.NewReader(raw))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		res, err := s.HTTPClient().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != 422 {
-			t.Errorf("invalid UTF-8: %d, want 422", res.StatusCode)
+		if code := postRaw(t, s, tok, raw); code != 422 {
+			t.Errorf("invalid UTF-8: %d, want 422", code)
 		}
 	})
 	t.Run("bad ids and bodies", func(t *testing.T) {
@@ -149,15 +142,8 @@ func TestAPIRefusals(t *testing.T) {
 		if code != 400 || e.Code != api.CodeBadRequest {
 			t.Fatalf("unknown field: %d %+v", code, e)
 		}
-		req, _ := http.NewRequest("POST", s.HTTPSURL+api.PathMessages, bytes.NewReader(bytes.Repeat([]byte("x"), 64<<10)))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		res, err := s.HTTPClient().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != 413 {
-			t.Fatalf("64 KiB body: %d, want 413", res.StatusCode)
+		if code := postRaw(t, s, tok, bytes.Repeat([]byte("x"), 64<<10)); code != 413 {
+			t.Fatalf("64 KiB body: %d, want 413", code)
 		}
 	})
 	t.Run("unknown recipient", func(t *testing.T) {
@@ -230,28 +216,14 @@ func TestIDCaseAndConflict(t *testing.T) {
 func TestLoneSurrogateRefused(t *testing.T) {
 	s, tok := newPair(t)
 	raw := `{"id":"` + message.NewID() + `","to":"bob","text":"a\ud800b"}`
-	req, _ := http.NewRequest("POST", s.HTTPSURL+api.PathMessages, strings.NewReader(raw))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	res, err := s.HTTPClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != 422 {
-		t.Fatalf("lone surrogate: %d, want 422", res.StatusCode)
+	if code := postRaw(t, s, tok, []byte(raw)); code != 422 {
+		t.Fatalf("lone surrogate: %d, want 422", code)
 	}
 	// A real U+FFFD, spelled out or escaped, is a character like any other.
 	for _, text := range []string{"a\uFFFDb", `a\ufffdb`} {
 		raw := `{"id":"` + message.NewID() + `","to":"bob","text":"` + text + `"}`
-		req, _ := http.NewRequest("POST", s.HTTPSURL+api.PathMessages, strings.NewReader(raw))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		res, err := s.HTTPClient().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != 202 {
-			t.Fatalf("U+FFFD as %q: %d, want 202", text, res.StatusCode)
+		if code := postRaw(t, s, tok, []byte(raw)); code != 202 {
+			t.Fatalf("U+FFFD as %q: %d, want 202", text, code)
 		}
 	}
 }

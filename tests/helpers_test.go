@@ -54,6 +54,20 @@ func apiCall(t *testing.T, s *servertest.Server, method, path, token string, bod
 	return res.StatusCode, eb.Error
 }
 
+// postRaw posts body as it is to /v1/messages (for bodies a JSON encoder
+// would not produce) and returns the status code.
+func postRaw(t *testing.T, s *servertest.Server, token string, body []byte) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.HTTPSURL+api.PathMessages, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := s.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
 func submit(t *testing.T, s *servertest.Server, token, id, to, text string) (int, api.SubmitResponse, api.Error) {
 	t.Helper()
 	var out api.SubmitResponse
