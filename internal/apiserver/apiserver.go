@@ -88,6 +88,9 @@ func New(o Options) *API {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New() // unregistered anywhere: counts go nowhere
+	}
 	return &API{o: o, passwordChecks: make(chan struct{}, 4), loginFailures: newFailureLimiter(o.Clock), tokens: map[string]cachedToken{}}
 }
 
@@ -254,7 +257,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		a.storeFailed(w, "reading message", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, queue.APIStatus(m))
+	writeJSON(w, http.StatusOK, statusOf(m))
 }
 
 // authorize returns the account of the request's bearer token, or answers
@@ -321,9 +324,7 @@ func bearer(r *http.Request) (string, bool) {
 }
 
 func (a *API) refuse(w http.ResponseWriter, status int, code, msg string) {
-	if a.o.Metrics != nil {
-		a.o.Metrics.Refused.WithLabelValues(code).Inc()
-	}
+	a.o.Metrics.Refused.WithLabelValues(code).Inc()
 	writeError(w, status, code, msg)
 }
 
@@ -381,4 +382,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, api.ErrorBody{Error: api.Error{Code: code, Message: msg}})
+}
+
+// statusOf renders a stored message for GET /v1/messages/{id}.
+func statusOf(m store.Message) api.MessageStatus {
+	s := api.MessageStatus{ID: m.ID, To: m.To, Status: string(m.Status), SubmittedAt: m.SubmittedAt.UTC(), ExpiresAt: m.ExpiresAt.UTC()}
+	if !m.DeliveredAt.IsZero() {
+		t := m.DeliveredAt.UTC()
+		s.DeliveredAt = &t
+	}
+	return s
 }

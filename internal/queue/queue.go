@@ -25,7 +25,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sealpost/sealpost/api"
 	"github.com/sealpost/sealpost/internal/clock"
 	"github.com/sealpost/sealpost/internal/metrics"
 	"github.com/sealpost/sealpost/internal/registrar"
@@ -741,16 +740,6 @@ func failureReason(err error) string {
 		return "timeout"
 	}
 	return "other"
-}
-
-// APIStatus renders a stored message for GET /v1/messages/{id}.
-func APIStatus(m store.Message) api.MessageStatus {
-	s := api.MessageStatus{ID: m.ID, To: m.To, Status: string(m.Status), SubmittedAt: m.SubmittedAt.UTC(), ExpiresAt: m.ExpiresAt.UTC()}
-	if !m.DeliveredAt.IsZero() {
-		t := m.DeliveredAt.UTC()
-		s.DeliveredAt = &t
-	}
-	return s
 }
 
 // SetSender sets the Sender after construction: the SIP server that

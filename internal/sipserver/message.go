@@ -69,10 +69,14 @@ func (s *Server) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	start := time.Now()
 	_, _, err := s.o.Queue.Submit(ctx, queue.Submission{ID: id, From: account, To: to, Text: string(req.Body()), Via: "sip"})
 	var rule *message.RuleError
 	switch {
 	case err == nil:
+		if s.o.Metrics != nil {
+			s.o.Metrics.SubmitLatency.WithLabelValues("sip").Observe(time.Since(start).Seconds())
+		}
 		s.respond(tx, req, 202, "Accepted", sip.NewHeader(api.HeaderMessageID, id))
 	case errors.As(err, &rule) && rule.Code == message.CodeTooLong, errors.As(err, &rule) && rule.Code == message.CodeTooManyBytes:
 		s.refuse(tx, req, rule.Code, 413, "Request Entity Too Large: "+rule.Message)
