@@ -19,6 +19,8 @@ type Metrics struct {
 	ReportsSent     *prometheus.CounterVec // by status
 	DeliveryLatency prometheus.Histogram   // submit → 2xx from the device
 	SubmitLatency   *prometheus.HistogramVec
+	StoreCommitOps  prometheus.Histogram // writes per group commit
+	StoreCommitTime prometheus.Histogram // writer time per group commit
 }
 
 // New creates the metrics and registers them, with the Go and process
@@ -61,9 +63,19 @@ func New() *Metrics {
 			Help:    "Time to validate, seal and durably store a submission.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}, []string{"via"}),
+		StoreCommitOps: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sealpost_store_commit_writes",
+			Help:    "Writes (submissions, delivery marks, …) committed together in one transaction and fsync (group commit).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
+		}),
+		StoreCommitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sealpost_store_commit_duration_seconds",
+			Help:    "Time the store's single writer spends on one group commit: its statements, the commit and the fsync.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
 	}
 	r.MustRegister(m.Accepted, m.Delivered, m.Expired, m.Refused, m.DeliveryFailed, m.ReportsSent,
-		m.DeliveryLatency, m.SubmitLatency,
+		m.DeliveryLatency, m.SubmitLatency, m.StoreCommitOps, m.StoreCommitTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -144,7 +144,12 @@ func New(o Options) (*Server, error) {
 		if path == "" {
 			path = filepath.Join(o.DataDir, "sealpost.db")
 		}
-		st, err := sqlite.Open(path, sqlite.Options{})
+		st, err := sqlite.Open(path, sqlite.Options{
+			OnCommit: func(ops int, took time.Duration) {
+				s.metrics.StoreCommitOps.Observe(float64(ops))
+				s.metrics.StoreCommitTime.Observe(took.Seconds())
+			},
+		})
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/sealpost/sealpost/internal/store"
 )
 
@@ -26,11 +28,19 @@ const sealedSize = 12 + 160 + 16
 // many clients, far more than the cores.
 const concurrency = 128
 
+// benchRecipients is how many accounts the benchmark messages go to, as in
+// sealbench's store scenario: each recipient's index entries land on their
+// own pages, so a batch dirties many pages, as it does in production.
+const benchRecipients = 1000
+
+// benchMsg is message n of sender. Its id is a random (version 4) UUID, as
+// clients make them: ids in order would fill the (from, id) index at its
+// end and hide the cost of random inserts.
 func benchMsg(sender string, n int64, sealed []byte) store.Message {
 	return store.Message{
-		ID:          fmt.Sprintf("%08x-0000-4000-8000-%012x", n>>48, n),
+		ID:          uuid.NewString(),
 		From:        sender,
-		To:          fmt.Sprintf("rcpt%03d", n%200),
+		To:          fmt.Sprintf("rcpt%04d", n%benchRecipients),
 		Sealed:      sealed,
 		KeyPeriod:   491234,
 		SubmittedAt: t0,
@@ -41,7 +51,7 @@ func benchMsg(sender string, n int64, sealed []byte) store.Message {
 // batchStats counts committed batches to report the mean batch size.
 type batchStats struct{ batches, ops atomic.Int64 }
 
-func (c *batchStats) hook(n int) { c.batches.Add(1); c.ops.Add(int64(n)) }
+func (c *batchStats) hook(n int, _ time.Duration) { c.batches.Add(1); c.ops.Add(int64(n)) }
 
 func (c *batchStats) report(b *testing.B) {
 	if n := c.batches.Load(); n > 0 {
@@ -55,7 +65,7 @@ func reportRate(b *testing.B, unit string) {
 
 func BenchmarkSubmitParallel(b *testing.B) {
 	var stats batchStats
-	s, _ := openTemp(b, Options{onBatch: stats.hook})
+	s, _ := openTemp(b, Options{OnCommit: stats.hook})
 	sealed := make([]byte, sealedSize)
 	rand.Read(sealed)
 	var sender atomic.Int64
@@ -95,16 +105,19 @@ func BenchmarkSubmitSerial(b *testing.B) {
 
 func BenchmarkMarkDeliveredParallel(b *testing.B) {
 	var stats batchStats
-	s, _ := openTemp(b, Options{onBatch: stats.hook})
+	s, _ := openTemp(b, Options{OnCommit: stats.hook})
 	sealed := make([]byte, sealedSize)
 	rand.Read(sealed)
 	// Enqueue b.N messages first, concurrently so that setup is quick.
+	ids := make([]string, b.N+1)
 	var next atomic.Int64
 	b.SetParallelism(concurrency / max(1, runtime.GOMAXPROCS(0)))
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			n := next.Add(1)
-			if _, _, err := s.Submit(context.Background(), benchMsg("alice", n, sealed), 0); err != nil {
+			m := benchMsg("alice", n, sealed)
+			ids[n] = m.ID
+			if _, _, err := s.Submit(context.Background(), m, 0); err != nil {
 				b.Error(err)
 				return
 			}
@@ -116,8 +129,7 @@ func BenchmarkMarkDeliveredParallel(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			m := benchMsg("alice", next.Add(1), nil)
-			if err := s.MarkDelivered(context.Background(), m.From, m.ID, t0.Add(time.Minute)); err != nil {
+			if err := s.MarkDelivered(context.Background(), "alice", ids[next.Add(1)], t0.Add(time.Minute)); err != nil {
 				b.Error(err)
 				return
 			}
@@ -132,7 +144,7 @@ func BenchmarkPending(b *testing.B) {
 	sealed := make([]byte, sealedSize)
 	rand.Read(sealed)
 	// 125 messages waiting for each of 200 recipients, as after an outage
-	// (benchMsg spreads messages over 200 recipients).
+	// (the messages are spread over rcpts recipients).
 	const rcpts, each = 200, 125
 	var next atomic.Int64
 	errc := make(chan error, 8)
@@ -144,7 +156,9 @@ func BenchmarkPending(b *testing.B) {
 					errc <- nil
 					return
 				}
-				if _, _, err := s.Submit(context.Background(), benchMsg(fmt.Sprintf("s%d", n%7), n, sealed), 0); err != nil {
+				m := benchMsg(fmt.Sprintf("s%d", n%7), n, sealed)
+				m.To = fmt.Sprintf("rcpt%03d", n%rcpts)
+				if _, _, err := s.Submit(context.Background(), m, 0); err != nil {
 					errc <- err
 					return
 				}

@@ -63,9 +63,11 @@ type Options struct {
 	// discards them.
 	Logger *slog.Logger
 
-	// onBatch, set only by this package's tests, is called by the writer
-	// goroutine with the size of every batch after it is answered.
-	onBatch func(size int)
+	// OnCommit, if set, is called by the writer goroutine after every
+	// batch is answered, with the number of writes it held and how long the
+	// writer spent on it (statements, commit and fsync). It must be quick:
+	// the next batch waits for it. The server feeds its metrics with it.
+	OnCommit func(ops int, took time.Duration)
 }
 
 func (o Options) withDefaults() Options {

@@ -220,7 +220,7 @@ func TestBatchIsolatesFailures(t *testing.T) {
 	ctx := t.Context()
 	var mu sync.Mutex
 	var sizes []int
-	s, _ := openTemp(t, Options{onBatch: func(n int) {
+	s, _ := openTemp(t, Options{OnCommit: func(n int, _ time.Duration) {
 		mu.Lock()
 		sizes = append(sizes, n)
 		mu.Unlock()

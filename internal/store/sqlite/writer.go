@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sealpost/sealpost/internal/store"
 )
@@ -102,9 +103,10 @@ func (s *Store) run() {
 				break collect
 			}
 		}
+		start := time.Now()
 		s.w.runBatch(batch)
-		if s.opts.onBatch != nil {
-			s.opts.onBatch(len(batch))
+		if s.opts.OnCommit != nil {
+			s.opts.OnCommit(len(batch), time.Since(start))
 		}
 		clear(batch) // let answered ops be collected
 		if !open {
