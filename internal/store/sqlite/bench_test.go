@@ -14,8 +14,8 @@ import (
 	"github.com/sealpost/sealpost/internal/store"
 )
 
-// Benchmarks run with the production settings (synchronous=FULL: one fsync
-// per batch) on a file in the test's temporary folder, so their figures
+// Benchmarks run with the production settings (every batch fsynced before
+// it is answered, durable.go) on a file in the test's temporary folder, so their figures
 // depend on the disk under it:
 //
 //	go test -run '^$' -bench . -benchtime 3s ./internal/store/sqlite/

@@ -197,7 +197,9 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]store.Message, 
 }
 
 // Messages lists messages for the operator, newest first, never with their
-// sealed text.
+// sealed text. Filtered by account it walks the table from the newest
+// message back until it has Limit matches: there is no index by account,
+// which every submission would have paid for (schema step 2).
 func (s *Store) Messages(ctx context.Context, f store.MessageFilter) ([]store.Message, error) {
 	var where []string
 	var args []any

@@ -2,18 +2,22 @@
 // server's data folder, written through a single group-commit writer.
 //
 // Life cycle: Open creates the file (0600), applies the schema migrations
-// recorded in PRAGMA user_version, and starts one writer goroutine. Every
-// write (Submit, MarkDelivered, …) is queued to that goroutine, which runs
-// all writes waiting at that moment (up to Options.MaxBatch) in one
-// transaction, commits once with a full fsync (synchronous=FULL), and only
-// then answers every caller. One operation's failure (ErrMailboxFull,
-// ErrExists, ErrNotFound) undoes only that operation: a write of several
-// statements runs inside its own SAVEPOINT; a write of one statement (Submit
-// is one INSERT) needs none, since SQLite applies a statement whole or not
-// at all. A database error that may have undone the transaction, or a failed
-// commit, fails every operation of the batch and nothing of it is written. Reads run on a separate pool of read-only connections,
-// concurrently with the writer (WAL mode). Close commits and answers every
-// write already queued, then refuses new ones with ErrClosed.
+// recorded in PRAGMA user_version, and starts three goroutines. The writer
+// (writer.go) runs every write (Submit, MarkDelivered, …) in batches, one
+// transaction per batch (group commit), and commits without waiting for the
+// disk; the syncer (durable.go) then fsyncs the WAL and only after that
+// answers the batch's callers, while the writer already fills the next
+// batch; the checkpointer (checkpoint.go) copies the WAL into the database
+// file beside them. One operation's failure (ErrMailboxFull, ErrExists,
+// ErrNotFound) undoes only that operation: a write of several statements
+// runs inside its own SAVEPOINT; a write of one statement (Submit is one
+// INSERT) needs none, since SQLite applies a statement whole or not at all.
+// A database error that may have undone the transaction, or a failed
+// commit, fails every operation of the batch and nothing of it is written;
+// a failed fsync stops all writes until a restart. Reads run on a separate
+// pool of read-only connections, concurrently with the writer (WAL mode).
+// Close commits and answers every write already queued, then refuses new
+// ones with ErrClosed.
 //
 // Shredding: secure_delete is on, so deleted sealed text and data keys are
 // overwritten in the database pages; their old page images in the -wal file
@@ -45,9 +49,9 @@ var ErrClosed = errors.New("sqlite store: closed; the write was not made")
 // Options tune the store. The zero value is the production setting.
 type Options struct {
 	// MaxBatch bounds how many write operations share one transaction and
-	// so one fsync (group commit). Larger batches raise throughput under
-	// load but make every caller of the batch wait for the whole batch.
-	// 0 means 256.
+	// so one fsync (group commit). A batch closes when nothing more is
+	// waiting and the disk has finished the previous batch's fsync, or at
+	// MaxBatch. 0 means 256.
 	MaxBatch int
 	// QueueLen is how many write operations may wait for the writer before
 	// callers block; it lets a full next batch gather while the current one
@@ -68,6 +72,10 @@ type Options struct {
 	// writer spent on it (statements, commit and fsync). It must be quick:
 	// the next batch waits for it. The server feeds its metrics with it.
 	OnCommit func(ops int, took time.Duration)
+
+	// fsync, set only by this package's tests, replaces (*os.File).Sync
+	// for the -wal file.
+	fsync func(*os.File) error
 }
 
 func (o Options) withDefaults() Options {
@@ -100,8 +108,11 @@ type Store struct {
 	rdb *sql.DB // read-only pool
 	rs  readStmts
 
-	ops  chan *op      // writes waiting for the writer goroutine
-	done chan struct{} // closed when the writer goroutine has exited
+	ckpt *checkpointer
+
+	ops    chan *op      // writes waiting for the writer goroutine
+	syncer syncer        // answers committed batches after their fsync
+	done   chan struct{} // closed when the writer and the syncer have exited
 
 	// mu is held shared while an op is queued and exclusively by Close, so
 	// that Close never closes ops while a sender is using it.
@@ -139,6 +150,12 @@ func Open(path string, opts Options) (*Store, error) {
 		ops:  make(chan *op, opts.QueueLen),
 		done: make(chan struct{}),
 	}
+	s.syncer.walPath = abs + "-wal"
+	s.syncer.wake = make(chan struct{}, 1)
+	s.syncer.fsync = opts.fsync
+	if s.syncer.fsync == nil {
+		s.syncer.fsync = (*os.File).Sync
+	}
 	if err := s.openWriter(); err != nil {
 		return nil, err
 	}
@@ -157,6 +174,13 @@ func Open(path string, opts Options) (*Store, error) {
 			s.rdb.Close()
 			return nil, fmt.Errorf("sqlite store: making %s 0600: %w", abs+suffix, err)
 		}
+	}
+	if err := s.startCheckpointer(); err != nil {
+		s.w.close()
+		s.wdb.Close()
+		s.rs.close()
+		s.rdb.Close()
+		return nil, err
 	}
 	go s.run()
 	return s, nil
@@ -183,12 +207,19 @@ func (s *Store) dsn(pragmas ...string) string {
 func (s *Store) openWriter() error {
 	db, err := sql.Open("sqlite", s.dsn(
 		"journal_mode(WAL)",
-		// FULL: every commit is fsynced before any caller of its batch
-		// is answered; a 202 must survive a power cut.
-		"synchronous(FULL)",
+		// NORMAL: a commit does not wait for the disk; the syncer
+		// fsyncs the WAL after it and only then answers the batch
+		// (durable.go), so a 202 still survives a power cut.
+		"synchronous(NORMAL)",
 		// After a checkpoint resets the WAL, shrink it back so a burst
 		// does not leave a huge file (holding old page images) behind.
 		"journal_size_limit(67108864)",
+		// Checkpoints run on their own connection (checkpoint.go).
+		"wal_autocheckpoint(0)",
+		// 64 MiB of page cache (the default is 2 MiB): the index
+		// pages a batch touches stay in memory instead of being read
+		// back from the file.
+		"cache_size(-65536)",
 	))
 	if err != nil {
 		return fmt.Errorf("sqlite store: opening %s: %w", s.path, err)
@@ -261,7 +292,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	if closed {
 		return ErrClosed
 	}
-	return nil
+	return s.syncer.err()
 }
 
 // Close commits and answers every write already queued, stops the writer,
@@ -277,7 +308,7 @@ func (s *Store) Close() error {
 	close(s.ops)
 	s.mu.Unlock()
 	<-s.done
-	return errors.Join(s.w.close(), s.wdb.Close(), s.rs.close(), s.rdb.Close())
+	return errors.Join(s.ckpt.close(), s.w.close(), s.wdb.Close(), s.rs.close(), s.rdb.Close())
 }
 
 // Checkpoint copies the whole WAL into the database file and truncates the

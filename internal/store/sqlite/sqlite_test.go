@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -153,6 +154,51 @@ func TestDataSurvivesReopen(t *testing.T) {
 	}
 }
 
+// TestMigrationFromVersion1: a database written by the first schema opens,
+// keeps its messages, and loses only the two indexes step 2 drops.
+func TestMigrationFromVersion1(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "sealpost.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"PRAGMA journal_mode = WAL", migrations[0], "PRAGMA user_version = 1",
+		`INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status, submitted_at, expires_at,
+			delivered_at, attempts, next_attempt, last_error)
+			VALUES ('alice', 'id-1', 'bob', x'01', 7, 'enqueued', 1, 2, 0, 0, 0, '')`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s := openAt(t, path, Options{})
+	if p, err := s.Pending(ctx, "bob", 10); err != nil || len(p) != 1 || p[0].ID != "id-1" {
+		t.Fatalf("Pending after migration = %+v, %v; want the message of version 1", p, err)
+	}
+	if n, err := s.CountPending(ctx); err != nil || n != 1 {
+		t.Errorf("CountPending after migration = %d, %v; want 1", n, err)
+	}
+	var names []string
+	rows, err := s.rdb.Query("SELECT name FROM sqlite_schema WHERE type = 'index' AND name IN ('messages_to', 'reports_recipient')")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		names = append(names, n)
+	}
+	rows.Close()
+	if len(names) != 0 {
+		t.Errorf("indexes left after step 2: %v", names)
+	}
+	if list, err := s.Messages(ctx, store.MessageFilter{Account: "bob"}); err != nil || len(list) != 1 {
+		t.Errorf("operator listing by account = %d messages, %v; want 1", len(list), err)
+	}
+}
+
 func TestNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sealpost.db")
 	s, err := Open(path, Options{})
@@ -180,9 +226,10 @@ func TestNewerSchemaRefused(t *testing.T) {
 
 func TestPragmas(t *testing.T) {
 	s, _ := openTemp(t, Options{})
-	// The writer connection is the one whose settings make writes durable
-	// and deletions secure; read them there.
-	want := map[string]int{"synchronous": 2, "secure_delete": 1, "foreign_keys": 1, "temp_store": 2}
+	// The writer connection is the one whose settings make deletions
+	// secure; read them there. synchronous is NORMAL (1): the syncer, not
+	// the commit, fsyncs the WAL (TestNoAnswerBeforeFsync).
+	want := map[string]int{"synchronous": 1, "secure_delete": 1, "foreign_keys": 1, "temp_store": 2}
 	for name, w := range want {
 		var got int
 		err := s.do(t.Context(), true, func(wr *writer) error {
@@ -528,4 +575,134 @@ func TestOddPath(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Dir(dir)); len(entries) != 1 {
 		t.Errorf("files were created outside the given folder: %v", entries)
 	}
+}
+
+// TestNoAnswerBeforeFsync: a committed batch is answered only after the
+// -wal file's fsync returns, and ops arriving during that fsync gather in the
+// next transaction, committed as one batch once the disk is free.
+func TestNoAnswerBeforeFsync(t *testing.T) {
+	ctx := t.Context()
+	var mu sync.Mutex
+	var sizes []int
+	entered := make(chan struct{}, 16)
+	unblock := make(chan struct{})
+	s, path := openTemp(t, Options{
+		OnCommit: func(n int, _ time.Duration) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() },
+		fsync: func(f *os.File) error {
+			entered <- struct{}{}
+			<-unblock
+			return f.Sync()
+		},
+	})
+	var once sync.Once
+	release := func() { once.Do(func() { close(unblock) }) }
+	t.Cleanup(release) // runs before Close, which would wait for the fsync
+	commits := func() []int { mu.Lock(); defer mu.Unlock(); return slices.Clone(sizes) }
+
+	answers := make(chan error, 4)
+	submit := func(n int) {
+		go func() {
+			_, _, err := s.Submit(ctx, testMsg("alice", "bob", n, []byte("text")), 0)
+			answers <- err
+		}()
+	}
+	submit(0)
+	<-entered // the first batch has committed and its fsync has begun
+	ran := make(chan int, 3)
+	for n := 1; n <= 3; n++ {
+		go func() {
+			answers <- s.do(ctx, false, func(w *writer) error {
+				ran <- n // inside the writer's open transaction
+				return nil
+			})
+		}()
+	}
+	for range 3 {
+		<-ran
+	}
+	if got := commits(); !slices.Equal(got, []int{1}) {
+		t.Fatalf("commits during the first fsync: %v; want only the first batch [1]", got)
+	}
+	select {
+	case err := <-answers:
+		t.Fatalf("Submit answered (%v) before the fsync covering it returned", err)
+	default:
+	}
+	release()
+	for range 4 {
+		if err := <-answers; err != nil {
+			t.Fatalf("Submit: %v", err)
+		}
+	}
+	if got := commits(); !slices.Equal(got, []int{1, 3}) {
+		t.Errorf("batches committed: %v; want [1 3] (the three ops of the busy time together)", got)
+	}
+	if _, err := os.Stat(path + "-wal"); err != nil {
+		t.Fatalf("the fsynced file: %v", err)
+	}
+}
+
+// TestFsyncFailureStopsWrites: after a failed fsync nothing more is
+// acknowledged (the kernel may have dropped the pages it could not write),
+// and readiness says so.
+func TestFsyncFailureStopsWrites(t *testing.T) {
+	ctx := t.Context()
+	broken := errors.New("injected EIO")
+	var fail sync.Once
+	s, _ := openTemp(t, Options{fsync: func(f *os.File) error {
+		var err error
+		fail.Do(func() { err = broken })
+		if err != nil {
+			return err
+		}
+		return f.Sync()
+	}})
+	_, _, err := s.Submit(ctx, testMsg("alice", "bob", 1, []byte("one")), 0)
+	if !errors.Is(err, broken) {
+		t.Fatalf("Submit with a failing fsync = %v; want the fsync error", err)
+	}
+	_, _, err = s.Submit(ctx, testMsg("alice", "bob", 2, []byte("two")), 0)
+	if !errors.Is(err, errSyncFailed) {
+		t.Fatalf("Submit after a failed fsync = %v; want it refused", err)
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("Ping after a failed fsync = nil; want the store reported unready")
+	}
+}
+
+// TestCheckpointsBesideTheWriter: the writer's connection never checkpoints
+// (wal_autocheckpoint 0); after checkpointEvery writes the checkpointer
+// copies the WAL into the database file on its own.
+func TestCheckpointsBesideTheWriter(t *testing.T) {
+	ctx := t.Context()
+	s, path := openTemp(t, Options{})
+	var auto int
+	if err := s.do(ctx, true, func(w *writer) error {
+		return w.conn.QueryRowContext(w.ctx, "PRAGMA wal_autocheckpoint").Scan(&auto)
+	}); err != nil || auto != 0 {
+		t.Fatalf("writer's wal_autocheckpoint = %d, %v; want 0", auto, err)
+	}
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := g; n < checkpointEvery+16; n += 16 {
+				if _, _, err := s.Submit(ctx, testMsg("alice", "bob", n, []byte("sealed text")), 0); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	checkFor(t, "the database file grows by a checkpoint", func() bool { return size() > before })
 }

@@ -61,13 +61,28 @@ func (s *Store) queue(ctx context.Context, o *op) error {
 	return <-o.done
 }
 
-// run is the writer goroutine: it drains ops into batches until Close closes
-// the channel and everything queued has been answered.
+// run is the writer goroutine: it runs ops in batches, one transaction each,
+// until Close closes the channel and everything queued has been answered.
+//
+// When to commit: as soon as nothing more is waiting, unless the disk is
+// still busy with the previous batch's fsync. Then the ops arriving
+// meanwhile join the open transaction, since they could not be made durable
+// before that fsync ends anyway; a bigger batch also writes fewer pages per
+// op, because ops of one batch share the index pages they touch.
 func (s *Store) run() {
-	defer close(s.done)
-	batch := make([]*op, 0, s.opts.MaxBatch)
-	var carry *op // a solo op that ended the previous batch
-	for {
+	syncq := make(chan committed, 64)
+	syncDone := make(chan struct{})
+	go s.syncer.run(syncq, syncDone)
+	defer func() {
+		close(syncq)
+		<-syncDone
+		close(s.done)
+	}()
+	var handed int64        // batches given to the syncer
+	var sinceCheckpoint int // writes since the last checkpoint request
+	var carry *op           // a solo op that ended the previous batch
+	open := true
+	for open || carry != nil {
 		first := carry
 		carry = nil
 		if first == nil {
@@ -77,40 +92,57 @@ func (s *Store) run() {
 			}
 			first = o
 		}
+		if err := s.syncer.err(); err != nil {
+			first.done <- fmt.Errorf("%w: %w", errSyncFailed, err)
+			continue
+		}
 		if first.solo {
 			first.done <- s.w.runSolo(first)
 			continue
 		}
-		batch = append(batch[:0], first)
-		open := true
+		b := s.w.startBatch(s.opts.MaxBatch)
+		b.add(first)
 	collect:
-		for len(batch) < s.opts.MaxBatch {
-			select {
-			case o, ok := <-s.ops:
-				if !ok {
-					open = false
+		for b.err == nil && len(b.ops) < s.opts.MaxBatch {
+			diskBusy := s.syncer.synced.Load() < handed
+			var o *op
+			var ok bool
+			if diskBusy {
+				select {
+				case o, ok = <-s.ops:
+				case <-s.syncer.wake:
+					continue // the syncer finished a round: look again
+				}
+			} else {
+				select {
+				case o, ok = <-s.ops:
+				default:
 					break collect
 				}
-				if o.solo {
-					carry = o
-					break collect
-				}
-				batch = append(batch, o)
-			default:
-				// Nothing more is waiting: commit now rather than
-				// wait for company. Batches form by themselves while
-				// the previous commit's fsync is in progress.
+			}
+			switch {
+			case !ok:
+				open = false
+				break collect
+			case o.solo:
+				carry = o
 				break collect
 			}
+			b.add(o)
 		}
-		start := time.Now()
-		s.w.runBatch(batch)
+		if b.commit() {
+			// Answered by the syncer once the batch is on disk.
+			handed++
+			syncq <- committed{seq: handed, ops: b.ops, errs: b.errs}
+			if sinceCheckpoint += len(b.ops); sinceCheckpoint >= checkpointEvery {
+				s.ckpt.request()
+				sinceCheckpoint = 0
+			}
+		} else {
+			b.answer()
+		}
 		if s.opts.OnCommit != nil {
-			s.opts.OnCommit(len(batch), time.Since(start))
-		}
-		clear(batch) // let answered ops be collected
-		if !open {
-			return
+			s.opts.OnCommit(len(b.ops), time.Since(b.start))
 		}
 	}
 }
@@ -119,7 +151,6 @@ func (s *Store) run() {
 type writer struct {
 	conn *sql.Conn
 	ctx  context.Context // background: a caller's ctx must not abort a shared batch
-	errs []error         // per-op results of the current batch
 
 	begin, commit, rollback, savepoint, release, rollbackTo *sql.Stmt
 
@@ -191,75 +222,96 @@ func (w *writer) exec(st *sql.Stmt, args ...any) (sql.Result, error) {
 	return st.ExecContext(w.ctx, args...)
 }
 
-// runBatch runs every op of the batch in one transaction, one savepoint per
-// op, commits once and answers every op. No op is answered before the
-// commit (or the rollback) that decides its fate.
-func (w *writer) runBatch(batch []*op) {
-	if cap(w.errs) < len(batch) {
-		w.errs = make([]error, len(batch))
-	}
-	errs := w.errs[:len(batch)]
-	clear(errs)
-	answer := func() {
-		for i, o := range batch {
-			o.done <- errs[i]
-		}
-	}
-	// abort fails every op that had succeeded so far: the transaction is
-	// rolled back, so none of their writes exists. Ops that failed on their
-	// own keep their own error (nothing was written for them either).
-	abort := func(err error) {
-		w.exec(w.rollback) // may fail if SQLite already rolled back; the tx is gone either way
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
-			}
-		}
-		answer()
-	}
+// batch is one transaction of the writer, filled op by op.
+type batch struct {
+	w     *writer
+	start time.Time
+	ops   []*op
+	errs  []error // per op
+	// err, once set, means the transaction is gone (rolled back or never
+	// begun): every op without an error of its own fails with it, and
+	// nothing of the batch exists.
+	err error
+}
+
+func (w *writer) startBatch(capacity int) *batch {
+	b := &batch{w: w, start: time.Now(), ops: make([]*op, 0, capacity), errs: make([]error, 0, capacity)}
 	if _, err := w.exec(w.begin); err != nil {
-		for i := range errs {
-			errs[i] = fmt.Errorf("sqlite store: beginning transaction: %w", err)
-		}
-		answer()
+		b.err = fmt.Errorf("sqlite store: beginning transaction: %w", err)
+	}
+	return b
+}
+
+// add runs o inside the transaction: in its own savepoint unless it is
+// atomic, so that its failure undoes only its own writes. A failure that may
+// have cost the transaction aborts the batch.
+func (b *batch) add(o *op) {
+	b.ops = append(b.ops, o)
+	b.errs = append(b.errs, nil)
+	i := len(b.ops) - 1
+	w := b.w
+	if b.err != nil {
 		return
 	}
-	for i, o := range batch {
-		if err := o.ctx.Err(); err != nil {
-			errs[i] = fmt.Errorf("sqlite store: write abandoned before it started: %w", err)
-			continue
-		}
-		if o.atomic {
-			if err := o.fn(w); err != nil {
-				errs[i] = err
-				if !isSentinel(err) {
-					abort(fmt.Errorf("sqlite store: batch rolled back after a failed write: %w", err))
-					return
-				}
-			}
-			continue
-		}
-		if _, err := w.exec(w.savepoint); err != nil {
-			abort(fmt.Errorf("sqlite store: opening savepoint: %w", err))
-			return
-		}
+	if err := o.ctx.Err(); err != nil {
+		b.errs[i] = fmt.Errorf("sqlite store: write abandoned before it started: %w", err)
+		return
+	}
+	if o.atomic {
 		if err := o.fn(w); err != nil {
-			errs[i] = err
-			if _, err := w.exec(w.rollbackTo); err != nil {
-				abort(fmt.Errorf("sqlite store: transaction rolled back after a failed write: %w", errors.Join(errs[i], err)))
-				return
+			b.errs[i] = err
+			if !isSentinel(err) {
+				b.abort(fmt.Errorf("sqlite store: batch rolled back after a failed write: %w", err))
 			}
 		}
-		if _, err := w.exec(w.release); err != nil {
-			abort(fmt.Errorf("sqlite store: releasing savepoint: %w", err))
+		return
+	}
+	if _, err := w.exec(w.savepoint); err != nil {
+		b.abort(fmt.Errorf("sqlite store: opening savepoint: %w", err))
+		return
+	}
+	if err := o.fn(w); err != nil {
+		b.errs[i] = err
+		if _, err := w.exec(w.rollbackTo); err != nil {
+			b.abort(fmt.Errorf("sqlite store: transaction rolled back after a failed write: %w", errors.Join(b.errs[i], err)))
 			return
 		}
 	}
-	if _, err := w.exec(w.commit); err != nil {
-		abort(fmt.Errorf("sqlite store: commit failed, nothing of the batch was written: %w", err))
-		return
+	if _, err := w.exec(w.release); err != nil {
+		b.abort(fmt.Errorf("sqlite store: releasing savepoint: %w", err))
 	}
-	answer()
+}
+
+// abort rolls the transaction back: none of the batch's writes exists.
+func (b *batch) abort(err error) {
+	b.w.exec(b.w.rollback) // may fail if SQLite already rolled back; the tx is gone either way
+	b.err = err
+}
+
+// commit commits the transaction and reports whether it did. When it did
+// not, every op has its error and nothing of the batch exists.
+func (b *batch) commit() bool {
+	if b.err == nil {
+		if _, err := b.w.exec(b.w.commit); err != nil {
+			b.abort(fmt.Errorf("sqlite store: commit failed, nothing of the batch was written: %w", err))
+		}
+	}
+	if b.err != nil {
+		for i := range b.errs {
+			if b.errs[i] == nil {
+				b.errs[i] = b.err
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// answer sends every op its result.
+func (b *batch) answer() {
+	for i, o := range b.ops {
+		o.done <- b.errs[i]
+	}
 }
 
 // isSentinel reports whether err is one of the store's answers (as opposed
