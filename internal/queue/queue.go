@@ -3,8 +3,9 @@
 // Life cycle: Submit checks the message rules, seals the text and stores it
 // durably; only then does it return (and the API answers "enqueued"). Every
 // submission, and every registration of a device, kicks a delivery run for
-// that account. There is at most one run per account, so messages to one
-// recipient go out one at a time, in submission order. Before each attempt
+// that account. There is at most one run per account; it sends each
+// sender's messages one at a time, in submission order, and the messages of
+// different senders side by side (up to maxInFlight). Before each attempt
 // the run records it in the store (mox's rule: a crash can never cause a hot
 // retry loop). A 2xx from the device marks the message delivered (its
 // sealed text is deleted in the same transaction, and a delivery report is
@@ -22,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -397,12 +399,11 @@ const window = 128
 // how long to wait before the next pass (0: nothing to wait for — done, the
 // device is offline, or the account is parked).
 //
-// One MESSAGE is in flight at a time: the next goes only after the device
-// has answered 2xx to the previous one, so a message that fails holds back
-// the ones behind it and the device never shows them out of order. What
-// keeps a drain fast is that the store is not on that path: attempts are
-// recorded a window at a time ahead of the sends, and each delivery is
-// marked in the background while the next message goes out.
+// Each sender's messages go out one at a time, in order (passWindow), and a
+// failure ends the pass. What keeps a drain fast is that the store is not
+// on the path of the sends: attempts are recorded a window at a time ahead
+// of them, and each delivery is marked in the background while the next
+// messages go out.
 func (q *Queue) pass(account string) time.Duration {
 	b, online := q.o.Lookup(account)
 	if !online {
@@ -468,9 +469,19 @@ func (q *Queue) pass(account string) time.Duration {
 	return 0
 }
 
+// maxInFlight bounds the MESSAGEs outstanding on one device's connection.
+const maxInFlight = 16
+
 // passWindow delivers msgs (pending, in order) to b's device, marking each
 // delivered one through marks. stop reports that the pass must end, with
 // wait before the next one.
+//
+// Order is kept per sender, which is the order a person sees: a sender's
+// next message goes out only after the device has answered 2xx to its
+// previous one, so a failure holds back that sender's later messages. The
+// messages of different senders are independent and go out together, up to
+// maxInFlight at a time: a drain is then bound by the device's answers
+// arriving, not by one round trip per message.
 func (q *Queue) passWindow(b registrar.Binding, msgs []store.Message, marks *marker) (wait time.Duration, stop bool) {
 	now := q.o.Clock.Now()
 	due := msgs[:0:0]
@@ -488,47 +499,99 @@ func (q *Queue) passWindow(b registrar.Binding, msgs []store.Message, marks *mar
 	// this window is counted as attempted without being tried: the count
 	// may run one ahead, never behind.
 	recorded, attempt := q.recordAttempts(due, now.Add(q.o.RetryInterval))
-	for i, m := range due {
-		switch err := recorded[i]; {
-		case errors.Is(err, store.ErrNotFound):
-			continue // delivered or expired meanwhile
-		case err != nil:
-			q.o.Log.Error("recording delivery attempt", "id", m.ID, "err", err)
-			marks.wait()
-			return q.o.RetryInterval, true
+
+	type result struct {
+		i   int
+		err error
+	}
+	done := make(chan result, maxInFlight)
+	busy := make(map[string]bool) // senders with a MESSAGE outstanding
+	inFlight := 0
+	waiting := make([]int, 0, len(due)) // indexes into due, in order, not yet sent
+	for i := range due {
+		waiting = append(waiting, i)
+	}
+	var failure *result // the first failed attempt; no more sends after it
+	storeFailed := false
+	for {
+		// Send the oldest message of every sender that is free.
+		for k := 0; k < len(waiting) && inFlight < maxInFlight && failure == nil && !storeFailed; {
+			i := waiting[k]
+			m := due[i]
+			if busy[m.From] {
+				k++
+				continue
+			}
+			waiting = slices.Delete(waiting, k, k+1)
+			switch err := recorded[i]; {
+			case errors.Is(err, store.ErrNotFound):
+				continue // delivered or expired meanwhile
+			case err != nil:
+				q.o.Log.Error("recording delivery attempt", "id", m.ID, "err", err)
+				storeFailed = true
+				continue
+			}
+			text, err := q.o.Sealer.Open(q.ctx, m.ID, m.From, m.To, m.KeyPeriod, m.Sealed)
+			if err != nil {
+				// Only a destroyed key (the message outlived its period) or a
+				// corrupted record gets here; the sweep expires it.
+				q.o.Log.Error("opening sealed message", "id", m.ID, "err", err)
+				continue
+			}
+			busy[m.From] = true
+			inFlight++
+			go func() {
+				ctx, cancel := context.WithTimeout(q.ctx, q.o.AttemptTimeout)
+				defer cancel()
+				done <- result{i, q.o.Sender.SendMessage(ctx, b, Delivery{ID: m.ID, From: m.From, To: m.To, Text: text, SubmittedAt: m.SubmittedAt})}
+			}()
 		}
-		text, err := q.o.Sealer.Open(q.ctx, m.ID, m.From, m.To, m.KeyPeriod, m.Sealed)
-		if err != nil {
-			// Only a destroyed key (the message outlived its period) or a
-			// corrupted record gets here; the sweep expires it.
-			q.o.Log.Error("opening sealed message", "id", m.ID, "err", err)
-			continue
+		if inFlight == 0 {
+			break
 		}
-		ctx, cancel := context.WithTimeout(q.ctx, q.o.AttemptTimeout)
-		err = q.o.Sender.SendMessage(ctx, b, Delivery{ID: m.ID, From: m.From, To: m.To, Text: text, SubmittedAt: m.SubmittedAt})
-		cancel()
-		if err == nil {
+		r := <-done
+		inFlight--
+		m := due[r.i]
+		busy[m.From] = false
+		if r.err == nil {
 			marks.delivered(m)
 			continue
 		}
-		if q.ctx.Err() != nil {
-			marks.wait()
-			return 0, true
+		if failure == nil {
+			failure = &r
+		} else if q.ctx.Err() == nil {
+			// A second failure among messages already in flight: its
+			// attempt is counted; keep its error for the operator.
+			q.recordFailure(m, attempt[r.i], now, r.err)
 		}
-		// The earlier messages' marks reset the failure count; they must
-		// land before this failure counts.
-		marks.wait()
-		reason := failureReason(err)
-		q.o.Log.Info("delivery attempt failed", "id", m.ID, "to", m.To, "attempt", attempt[i], "reason", reason, "err", err)
-		if q.o.Metrics != nil {
-			q.o.Metrics.DeliveryFailed.WithLabelValues(reason).Inc()
-		}
-		if err := q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, attempt[i], now.Add(q.o.RetryInterval), err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
-			q.o.Log.Error("recording failed attempt", "id", m.ID, "err", err)
-		}
-		return q.failed(b.Account), true
 	}
-	return 0, false
+	switch {
+	case storeFailed:
+		marks.wait()
+		return q.o.RetryInterval, true
+	case failure == nil:
+		return 0, false
+	case q.ctx.Err() != nil:
+		marks.wait()
+		return 0, true
+	}
+	// The earlier messages' marks reset the failure count; they must
+	// land before this failure counts.
+	marks.wait()
+	q.recordFailure(due[failure.i], attempt[failure.i], now, failure.err)
+	return q.failed(b.Account), true
+}
+
+// recordFailure logs and counts a failed attempt and stores its error.
+func (q *Queue) recordFailure(m store.Message, attempt int, now time.Time, err error) {
+	reason := failureReason(err)
+	q.o.Log.Info("delivery attempt failed", "id", m.ID, "to", m.To, "attempt", attempt, "reason", reason, "err", err)
+	if q.o.Metrics != nil {
+		q.o.Metrics.DeliveryFailed.WithLabelValues(reason).Inc()
+	}
+	if err := q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, attempt, now.Add(q.o.RetryInterval), err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		q.o.Log.Error("recording failed attempt", "id", m.ID, "err", err)
+	}
 }
 
 // recordAttempts records one more attempt for each message, all at once,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -266,4 +267,64 @@ func TestExpiredButUnsweptIsPassedOver(t *testing.T) {
 	if cs.pending > 5 {
 		t.Fatalf("Pending listed %d times: the run spun on the expired message", cs.pending)
 	}
+}
+
+// blockingSender holds every MESSAGE whose text is in hold until release
+// is closed, and records the order of sends and of answers.
+type blockingSender struct {
+	fakeSender
+	hold    map[string]bool
+	release chan struct{}
+	sent    chan string
+}
+
+func (f *blockingSender) SendMessage(ctx context.Context, b registrar.Binding, d Delivery) error {
+	f.sent <- d.Text
+	if f.hold[d.Text] {
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return f.fakeSender.SendMessage(ctx, b, d)
+}
+
+// Messages of different senders go out side by side; each sender's next
+// message waits for the device's answer to its previous one.
+func TestSendersInFlightTogetherEachInOrder(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.store.CreateAccount(ctx, store.Account{Name: "carol", PasswordHash: "x", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	bs := &blockingSender{hold: map[string]bool{"alice 1": true}, release: make(chan struct{}), sent: make(chan string, 16)}
+	f.q.o.Sender = bs
+	for _, s := range []Submission{
+		{From: "alice", Text: "alice 1"}, {From: "alice", Text: "alice 2"},
+		{From: "carol", Text: "carol 1"}, {From: "carol", Text: "carol 2"},
+	} {
+		s.ID, s.To = message.NewID(), "bob"
+		if _, _, err := f.q.Submit(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.goOnline("bob", false)
+	// While "alice 1" waits for its answer, carol's two go through.
+	checkFor(t, func() error {
+		if d, _, _ := bs.snapshot(); fmt.Sprint(d) != "[carol 1 carol 2]" {
+			return fmt.Errorf("delivered while alice 1 is outstanding: %q", d)
+		}
+		return nil
+	})
+	if _, attempts, _ := bs.snapshot(); slices.Contains(attempts, "alice 2") {
+		t.Fatalf("alice 2 sent before the answer to alice 1: attempts %q", attempts)
+	}
+	close(bs.release)
+	checkFor(t, func() error {
+		if d, _, _ := bs.snapshot(); fmt.Sprint(d) != "[carol 1 carol 2 alice 1 alice 2]" {
+			return fmt.Errorf("delivered %q", d)
+		}
+		return nil
+	})
 }
