@@ -139,22 +139,12 @@ func (s *Store) RecordAttempt(ctx context.Context, from, id string, attempts int
 
 // MarkDelivered sets the message delivered, deletes its sealed text (which
 // secure_delete overwrites in the page) and queues a Delivered report for
-// the sender, all in one transaction. The report waits as long as the
-// message was allowed to wait.
+// the sender (trigger report_delivered), in one statement. The report waits
+// as long as the message was allowed to wait.
 func (s *Store) MarkDelivered(ctx context.Context, from, id string, at time.Time) error {
-	return s.do(ctx, false, func(w *writer) error {
-		var to string
-		var submitted, expires int64
-		err := w.markDelivered.QueryRowContext(w.ctx, encTime(at), from, id).Scan(&to, &submitted, &expires)
-		if err != nil {
-			return notFound(err, fmt.Sprintf("marking enqueued message %s from %q delivered", id, from))
-		}
-		lifetime := time.Duration(expires - submitted)
-		if _, err := w.insertReport.ExecContext(w.ctx, from, id, to, string(message.Delivered),
-			encTime(at), encTime(at.Add(lifetime))); err != nil {
-			return fmt.Errorf("sqlite store: queueing delivery report of message %s for %q: %w", id, from, err)
-		}
-		return nil
+	return s.doAtomic(ctx, func(w *writer) error {
+		return affected(fmt.Sprintf("marking enqueued message %s from %q delivered", id, from))(
+			w.markDelivered.ExecContext(w.ctx, encTime(at), from, id))
 	})
 }
 

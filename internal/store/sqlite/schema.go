@@ -109,6 +109,19 @@ CREATE TABLE data_keys (
 DROP INDEX messages_to;
 DROP INDEX reports_recipient;
 `,
+	// 3: the delivered report is queued by a trigger, in the statement
+	// that marks the message delivered, so that MarkDelivered is one
+	// statement (no savepoint, one call into SQLite). The report waits as
+	// long as the message was allowed to wait, counted from its delivery.
+	`
+CREATE TRIGGER report_delivered AFTER UPDATE OF status ON messages
+	WHEN OLD.status = 'enqueued' AND NEW.status = 'delivered'
+BEGIN
+	INSERT INTO reports (to_acct, message_id, recipient, status, at, expires_at, attempts, next_attempt)
+	VALUES (OLD.from_acct, OLD.id, OLD.to_acct, 'delivered', NEW.delivered_at,
+		NEW.delivered_at + (OLD.expires_at - OLD.submitted_at), 0, 0);
+END;
+`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -706,3 +706,36 @@ func TestCheckpointsBesideTheWriter(t *testing.T) {
 	wg.Wait()
 	checkFor(t, "the database file grows by a checkpoint", func() bool { return size() > before })
 }
+
+// TestMigrationFromVersion2: a message enqueued under schema 2 and delivered
+// after the upgrade gets its report from trigger report_delivered.
+func TestMigrationFromVersion2(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "sealpost.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"PRAGMA journal_mode = WAL", migrations[0], migrations[1], "PRAGMA user_version = 2",
+		`INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status, submitted_at, expires_at,
+			delivered_at, attempts, next_attempt, last_error)
+			VALUES ('alice', 'id-1', 'bob', x'01', 7, 'enqueued', 1000, 5000, 0, 0, 0, '')`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s := openAt(t, path, Options{})
+	at := time.Unix(0, 3000)
+	if err := s.MarkDelivered(ctx, "alice", "id-1", at); err != nil {
+		t.Fatalf("MarkDelivered after migration: %v", err)
+	}
+	reports, err := s.PendingReports(ctx, "alice", 10)
+	if err != nil || len(reports) != 1 {
+		t.Fatalf("reports for alice = %+v, %v; want one", reports, err)
+	}
+	if r := reports[0]; r.MessageID != "id-1" || r.Recipient != "bob" || !r.At.Equal(at) || !r.ExpiresAt.Equal(time.Unix(0, 7000)) {
+		t.Errorf("report = %+v; want id-1 for bob at %v expiring at 7000 ns (delivery + the 4000 ns lifetime)", r, at)
+	}
+}

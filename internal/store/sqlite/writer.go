@@ -189,9 +189,9 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 			SELECT ?1, ?2, ?3, ?4, ?5, 'enqueued', ?6, ?7, 0, ?8, ?9, ?10
 			WHERE coalesce((SELECT pending FROM mailboxes WHERE account = ?3), 0) < ?11
 			ON CONFLICT (from_acct, id) DO NOTHING`},
+		// Trigger report_delivered queues the sender's report.
 		{&w.markDelivered, `UPDATE messages SET status = 'delivered', delivered_at = ?, sealed = NULL, key_period = 0
-			WHERE from_acct = ? AND id = ? AND status = 'enqueued'
-			RETURNING to_acct, submitted_at, expires_at`},
+			WHERE from_acct = ? AND id = ? AND status = 'enqueued'`},
 		{&w.insertReport, `INSERT INTO reports (to_acct, message_id, recipient, status, at, expires_at, attempts, next_attempt)
 			VALUES (?, ?, ?, ?, ?, ?, 0, 0)`},
 		{&w.recordAttempt, `UPDATE messages SET attempts = ?, next_attempt = ?, last_error = ?
