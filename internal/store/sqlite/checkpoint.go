@@ -12,26 +12,28 @@ import (
 // threshold, so that batch, and every caller waiting behind it, would wait
 // for megabytes of pages to be copied into the database file and fsynced.
 // Here the writer connection has wal_autocheckpoint off and kicks this
-// goroutine every checkpointEvery writes; it copies the WAL into the
-// database (PASSIVE: it never blocks the writer or readers) on its own
-// connection while the writer goes on appending. Pages written many times
-// between two checkpoints are copied once.
+// goroutine every checkpointEvery writes. It first copies the WAL into the
+// database with a PASSIVE checkpoint, on its own connection, while the
+// writer goes on appending (pages written many times between two
+// checkpoints are copied once). Under steady load that alone never lets the
+// WAL start over, since the writer never pauses; so it then has the writer
+// run a RESTART checkpoint between two batches, which copies only what was
+// appended during the PASSIVE one and lets the next batch write the WAL
+// from its start again. (Run by the writer itself, not beside it, because a
+// writer that finds the lock taken waits in SQLite's busy handler, which
+// sleeps in steps of up to 100 ms.) The WAL so stays near checkpointEvery
+// writes.
 const (
-	// checkpointEvery writes (~8 pages each at most) keep the WAL near
-	// the 64 MiB that journal_size_limit trims it back to.
+	// checkpointEvery writes (~4 WAL pages each) between checkpoints.
 	checkpointEvery = 2048
-	// walFramesLimit is where the checkpointer stops being polite: a WAL
-	// that PASSIVE checkpoints could not reset (the writer never paused)
-	// is checkpointed with RESTART, which makes the writer wait once so
-	// the WAL can start over instead of growing without bound.
-	walFramesLimit = 65536
 )
 
 type checkpointer struct {
-	db   *sql.DB
-	log  *slog.Logger
-	kick chan struct{}
-	done chan struct{}
+	db      *sql.DB
+	log     *slog.Logger
+	restart func() error // a RESTART checkpoint run by the writer
+	kick    chan struct{}
+	done    chan struct{}
 }
 
 func (s *Store) startCheckpointer() error {
@@ -43,7 +45,16 @@ func (s *Store) startCheckpointer() error {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxIdleTime(0)
 	db.SetConnMaxLifetime(0)
-	s.ckpt = &checkpointer{db: db, log: s.log, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	s.ckpt = &checkpointer{db: db, log: s.log, kick: make(chan struct{}, 1), done: make(chan struct{}),
+		restart: func() error {
+			return s.do(context.Background(), true, func(w *writer) error {
+				var busy, frames, done int
+				if err := w.conn.QueryRowContext(w.ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &frames, &done); err != nil {
+					return fmt.Errorf("sqlite store: RESTART checkpoint: %w", err)
+				}
+				return nil
+			})
+		}}
 	go s.ckpt.run()
 	return nil
 }
@@ -60,9 +71,9 @@ func (c *checkpointer) request() {
 func (c *checkpointer) run() {
 	defer close(c.done)
 	for range c.kick {
-		frames, err := c.checkpoint("PASSIVE")
-		if err == nil && frames > walFramesLimit {
-			_, err = c.checkpoint("RESTART")
+		err := c.passive()
+		if err == nil {
+			err = c.restart()
 		}
 		if err != nil {
 			// Not fatal: the WAL keeps every committed write, and the
@@ -72,13 +83,13 @@ func (c *checkpointer) run() {
 	}
 }
 
-// checkpoint runs one checkpoint and returns the WAL's size in frames.
-func (c *checkpointer) checkpoint(mode string) (frames int, err error) {
-	var busy, done int
-	if err := c.db.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &frames, &done); err != nil {
-		return 0, fmt.Errorf("sqlite store: %s checkpoint: %w", mode, err)
+// passive copies the WAL into the database without blocking anyone.
+func (c *checkpointer) passive() error {
+	var busy, frames, done int
+	if err := c.db.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done); err != nil {
+		return fmt.Errorf("sqlite store: PASSIVE checkpoint: %w", err)
 	}
-	return frames, nil
+	return nil
 }
 
 // close stops the goroutine after the checkpoint in progress, if any.
