@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -124,6 +125,13 @@ func TestMetricsAndHealth(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// The store's group commits and fsyncs are counted (how many depends
+	// on how the writes fell into batches).
+	for _, name := range []string{"sealpost_store_commit_writes_count", "sealpost_store_fsync_duration_seconds_count"} {
+		if !regexp.MustCompile(`(?m)^` + name + ` [1-9]`).MatchString(body) {
+			t.Errorf("metrics lack a non-zero %s", name)
 		}
 	}
 }

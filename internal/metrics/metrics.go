@@ -20,7 +20,8 @@ type Metrics struct {
 	DeliveryLatency prometheus.Histogram   // submit → 2xx from the device
 	SubmitLatency   *prometheus.HistogramVec
 	StoreCommitOps  prometheus.Histogram // writes per group commit
-	StoreCommitTime prometheus.Histogram // writer time per group commit
+	StoreCommitTime prometheus.Histogram // how long each group commit's transaction was open
+	StoreSyncTime   prometheus.Histogram // fsync of the store's log
 }
 
 // New creates the metrics and registers them, with the Go and process
@@ -70,12 +71,17 @@ func New() *Metrics {
 		}),
 		StoreCommitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sealpost_store_commit_duration_seconds",
-			Help:    "Time the store's single writer spends on one group commit: its statements, the commit and the fsync.",
+			Help:    "How long each group commit's transaction was open: its statements, the wait for the previous fsync while it gathered more writes, and the commit.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
+		StoreSyncTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sealpost_store_fsync_duration_seconds",
+			Help:    "Duration of each fsync that makes committed writes durable before they are acknowledged.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}),
 	}
 	r.MustRegister(m.Accepted, m.Delivered, m.Expired, m.Refused, m.DeliveryFailed, m.ReportsSent,
-		m.DeliveryLatency, m.SubmitLatency, m.StoreCommitOps, m.StoreCommitTime,
+		m.DeliveryLatency, m.SubmitLatency, m.StoreCommitOps, m.StoreCommitTime, m.StoreSyncTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

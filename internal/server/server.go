@@ -149,6 +149,7 @@ func New(o Options) (*Server, error) {
 				s.metrics.StoreCommitOps.Observe(float64(ops))
 				s.metrics.StoreCommitTime.Observe(took.Seconds())
 			},
+			OnSync: func(took time.Duration) { s.metrics.StoreSyncTime.Observe(took.Seconds()) },
 		})
 		if err != nil {
 			return nil, err

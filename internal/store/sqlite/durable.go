@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"time"
 )
 
 // Durability is pipelined: the writer connection runs with synchronous=NORMAL,
@@ -36,6 +37,7 @@ type committed struct {
 type syncer struct {
 	walPath string
 	fsync   func(*os.File) error
+	onSync  func(time.Duration) // nil: not reported
 	f       *os.File
 	// synced is the seq of the last batch answered; the writer compares it
 	// with the batches it handed over to see whether the disk is busy.
@@ -73,7 +75,11 @@ func (y *syncer) run(in <-chan committed, done chan<- struct{}) {
 				break more
 			}
 		}
+		start := time.Now()
 		err := y.sync()
+		if y.onSync != nil {
+			y.onSync(time.Since(start))
+		}
 		for _, c := range pending {
 			for i, o := range c.ops {
 				if err != nil && c.errs[i] == nil {

@@ -68,10 +68,13 @@ type Options struct {
 	Logger *slog.Logger
 
 	// OnCommit, if set, is called by the writer goroutine after every
-	// batch is answered, with the number of writes it held and how long the
-	// writer spent on it (statements, commit and fsync). It must be quick:
-	// the next batch waits for it. The server feeds its metrics with it.
+	// batch, with the number of writes it held and how long its
+	// transaction was open (its statements, the wait for the previous
+	// fsync while it gathered more writes, and the commit). OnSync is
+	// called by the syncer after every fsync of the WAL with its duration.
+	// Both must be quick. The server feeds its metrics with them.
 	OnCommit func(ops int, took time.Duration)
+	OnSync   func(took time.Duration)
 
 	// fsync, set only by this package's tests, replaces (*os.File).Sync
 	// for the -wal file.
@@ -152,6 +155,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s.syncer.walPath = abs + "-wal"
 	s.syncer.wake = make(chan struct{}, 1)
+	s.syncer.onSync = opts.OnSync
 	s.syncer.fsync = opts.fsync
 	if s.syncer.fsync == nil {
 		s.syncer.fsync = (*os.File).Sync
