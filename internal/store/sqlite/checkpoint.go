@@ -16,16 +16,20 @@ import (
 // database with a PASSIVE checkpoint, on its own connection, while the
 // writer goes on appending (pages written many times between two
 // checkpoints are copied once). Under steady load that alone never lets the
-// WAL start over, since the writer never pauses; so it then has the writer
-// run a RESTART checkpoint between two batches, which copies only what was
-// appended during the PASSIVE one and lets the next batch write the WAL
-// from its start again. (Run by the writer itself, not beside it, because a
-// writer that finds the lock taken waits in SQLite's busy handler, which
-// sleeps in steps of up to 100 ms.) The WAL so stays near checkpointEvery
-// writes.
+// WAL start over, since the writer never pauses; so once the WAL has grown
+// past walRestartFrames it has the writer run a RESTART checkpoint between
+// two batches, which copies only what was appended during the PASSIVE one
+// and lets the next batch write the WAL from its start again. (Run by the
+// writer itself, not beside it, because a writer that finds the lock taken
+// waits in SQLite's busy handler, which sleeps in steps of up to 100 ms.)
+// Each RESTART holds the writer for a few milliseconds, so it is not done
+// every time.
 const (
 	// checkpointEvery writes (~4 WAL pages each) between checkpoints.
 	checkpointEvery = 2048
+	// walRestartFrames (4 KiB pages): 64 MiB, what journal_size_limit
+	// trims the WAL file back to after a restart.
+	walRestartFrames = 16384
 )
 
 type checkpointer struct {
@@ -71,8 +75,8 @@ func (c *checkpointer) request() {
 func (c *checkpointer) run() {
 	defer close(c.done)
 	for range c.kick {
-		err := c.passive()
-		if err == nil {
+		frames, err := c.passive()
+		if err == nil && frames >= walRestartFrames {
 			err = c.restart()
 		}
 		if err != nil {
@@ -83,13 +87,14 @@ func (c *checkpointer) run() {
 	}
 }
 
-// passive copies the WAL into the database without blocking anyone.
-func (c *checkpointer) passive() error {
-	var busy, frames, done int
+// passive copies the WAL into the database without blocking anyone, and
+// returns the WAL's length in frames.
+func (c *checkpointer) passive() (frames int, err error) {
+	var busy, done int
 	if err := c.db.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done); err != nil {
-		return fmt.Errorf("sqlite store: PASSIVE checkpoint: %w", err)
+		return 0, fmt.Errorf("sqlite store: PASSIVE checkpoint: %w", err)
 	}
-	return nil
+	return frames, nil
 }
 
 // close stops the goroutine after the checkpoint in progress, if any.
