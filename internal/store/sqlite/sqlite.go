@@ -76,7 +76,7 @@ type Options struct {
 	OnCommit func(ops int, took time.Duration)
 	OnSync   func(took time.Duration)
 
-	// fsync, set only by this package's tests, replaces (*os.File).Sync
+	// fsync, set only by this package's tests, replaces syncData
 	// for the -wal file.
 	fsync func(*os.File) error
 }
@@ -158,7 +158,7 @@ func Open(path string, opts Options) (*Store, error) {
 	s.syncer.onSync = opts.OnSync
 	s.syncer.fsync = opts.fsync
 	if s.syncer.fsync == nil {
-		s.syncer.fsync = (*os.File).Sync
+		s.syncer.fsync = syncData
 	}
 	if err := s.openWriter(); err != nil {
 		return nil, err
