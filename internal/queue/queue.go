@@ -164,6 +164,10 @@ type run struct {
 	failed  int       // failed attempts since the last registration
 	retryAt time.Time // no attempt before this (after a failure)
 	timer   clock.Timer
+	// direct is a message handed over by Submit when it started this run:
+	// nothing older was pending for the account when it was stored, so
+	// the run's first pass delivers it without listing the store.
+	direct *store.Message
 }
 
 // New returns a Queue; call Start to begin sweeping.
@@ -260,12 +264,17 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 	if !created && stored.To != s.To {
 		return store.Message{}, false, ErrIDConflict
 	}
+	handed := stored
 	stored.Sealed = nil
 	if created {
 		if q.o.Metrics != nil {
 			q.o.Metrics.Accepted.WithLabelValues(s.Via).Inc()
 		}
-		q.Kick(s.To)
+		if online && handed.PendingBefore == 0 {
+			q.kick(s.To, &handed)
+		} else {
+			q.Kick(s.To)
+		}
 	}
 	return stored, created, nil
 }
@@ -337,7 +346,13 @@ func (q *Queue) Online(account string) {
 // Kick starts a delivery run for the account unless one is running (then
 // that run looks again before it stops) or the account is parked. Kicks
 // coalesce: any number of them cost at most one extra pass.
-func (q *Queue) Kick(account string) {
+func (q *Queue) Kick(account string) { q.kick(account, nil) }
+
+// kick is Kick; a run it starts delivers direct (if not nil) first, without
+// listing the store. direct must be a message stored with nothing older
+// pending for the account. A run already going lists the store again
+// instead, which finds direct there.
+func (q *Queue) kick(account string, direct *store.Message) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.stopped {
@@ -356,6 +371,7 @@ func (q *Queue) Kick(account string) {
 		return
 	}
 	r.running = true
+	r.direct = direct
 	q.wg.Add(1)
 	go q.deliver(account)
 }
@@ -405,12 +421,21 @@ const window = 128
 // of them, and each delivery is marked in the background while the next
 // messages go out.
 func (q *Queue) pass(account string) time.Duration {
+	// A message handed over by Submit is used by this pass or not at all
+	// (a pass that cannot deliver it leaves it to the listings).
+	q.mu.Lock()
+	direct := q.runs[account].direct
+	q.runs[account].direct = nil
+	q.mu.Unlock()
 	b, online := q.o.Lookup(account)
 	if !online {
 		return 0
 	}
 	if wait := q.waitBeforeAttempt(account); wait > 0 {
 		return wait
+	}
+	if direct != nil {
+		return q.passDirect(b, *direct)
 	}
 	// The marks of one window commit while the next window goes out; a
 	// listing skips what the previous window handled (by seq), since its
@@ -471,6 +496,27 @@ func (q *Queue) pass(account string) time.Duration {
 
 // maxInFlight bounds the MESSAGEs outstanding on one device's connection.
 const maxInFlight = 16
+
+// passDirect delivers m, a message Submit stored while nothing older was
+// pending for b's account, without listing the store: it is the oldest
+// message waiting, and anything stored after it kicks another pass, which
+// lists the store only after m's mark has committed. If a pass has already
+// delivered m, recording its attempt finds it no longer enqueued and m is
+// not sent again.
+func (q *Queue) passDirect(b registrar.Binding, m store.Message) time.Duration {
+	marks := &marker{q: q}
+	wait, stop := q.passWindow(b, []store.Message{m}, marks)
+	if err := marks.wait(); err != nil && !stop {
+		return q.o.RetryInterval
+	}
+	if stop {
+		return wait
+	}
+	if b.IMDN {
+		return q.passReports(b)
+	}
+	return 0
+}
 
 // passWindow delivers msgs (pending, in order) to b's device, marking each
 // delivered one through marks. stop reports that the pass must end, with

@@ -328,3 +328,64 @@ func TestSendersInFlightTogetherEachInOrder(t *testing.T) {
 		return nil
 	})
 }
+
+// A message for an online recipient with nothing else waiting is delivered
+// straight from the submission, without listing the store; one stored
+// while an older one waits goes through the listing, behind it.
+func TestDirectDeliveryOnlyWhenNothingOlderWaits(t *testing.T) {
+	f := newFixture(t)
+	f.q.Stop()
+	cs := &countingStore{Store: f.store}
+	o := f.q.Options()
+	o.Store = cs
+	f.q = New(o)
+	f.q.Start()
+	t.Cleanup(f.q.Stop)
+	listings := func() int { cs.mu.Lock(); defer cs.mu.Unlock(); return cs.pending }
+	f.goOnline("bob", false)
+	checkFor(t, func() error {
+		if f.q.Busy("bob") {
+			return errors.New("the registration's run is still going")
+		}
+		return nil
+	})
+	before := listings()
+	f.submit(t, "alone")
+	checkFor(t, func() error {
+		if d, _, _ := f.sender.snapshot(); fmt.Sprint(d) != "[alone]" {
+			return fmt.Errorf("delivered %q", d)
+		}
+		return nil
+	})
+	checkFor(t, func() error {
+		if f.q.Busy("bob") {
+			return errors.New("run still going")
+		}
+		return nil
+	})
+	if n := listings() - before; n != 0 {
+		t.Errorf("delivering a message with nothing older waiting listed the store %d times; want 0", n)
+	}
+
+	// "first" fails once and keeps waiting; "second", stored behind it,
+	// must not overtake it.
+	f.sender.fail["first"] = 1
+	f.submit(t, "first")
+	checkFor(t, func() error {
+		if !f.clock.HasTimerAt(t0.Add(30 * time.Second)) {
+			return errors.New("retry not scheduled")
+		}
+		return nil
+	})
+	f.submit(t, "second")
+	f.clock.Advance(30 * time.Second)
+	checkFor(t, func() error {
+		if d, _, _ := f.sender.snapshot(); fmt.Sprint(d) != "[alone first second]" {
+			return fmt.Errorf("delivered %q", d)
+		}
+		return nil
+	})
+	if _, attempts, _ := f.sender.snapshot(); fmt.Sprint(attempts) != "[alone first first second]" {
+		t.Errorf("attempts %q; want [alone first first second]", attempts)
+	}
+}

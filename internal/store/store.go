@@ -69,6 +69,13 @@ type Message struct {
 	Attempts    int
 	NextAttempt time.Time // zero: as soon as the recipient is online
 	LastError   string
+
+	// PendingBefore is set by Submit when it stores a new message: how
+	// many other messages were enqueued for To at that moment, in the same
+	// transaction. 0 means none older can be waiting, so the queue may
+	// deliver this one without listing the recipient's mailbox. Not
+	// stored; zero in every other result.
+	PendingBefore int
 }
 
 // Report is a delivery report waiting to be forwarded to the sender of a

@@ -30,26 +30,21 @@ func (s *Store) Submit(ctx context.Context, m store.Message, maxPending int) (st
 	}
 	err := s.doAtomic(ctx, func(w *writer) error {
 		// The common case, a new message, is this one statement.
-		res, err := w.insertMessage.ExecContext(w.ctx, m.From, m.ID, m.To, m.Sealed, m.KeyPeriod,
-			encTime(m.SubmittedAt), encTime(m.ExpiresAt), m.Attempts, encTime(m.NextAttempt), m.LastError, bound)
-		if err != nil {
+		var seq int64
+		var before int
+		err := w.insertMessage.QueryRowContext(w.ctx, m.From, m.ID, m.To, m.Sealed, m.KeyPeriod,
+			encTime(m.SubmittedAt), encTime(m.ExpiresAt), m.Attempts, encTime(m.NextAttempt), m.LastError, bound).Scan(&seq, &before)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlite store: storing message %s from %q: %w", m.ID, m.From, err)
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("sqlite store: storing message %s from %q: %w", m.ID, m.From, err)
-		}
-		if n == 1 {
-			seq, err := res.LastInsertId()
-			if err != nil {
-				return fmt.Errorf("sqlite store: storing message %s from %q: %w", m.ID, m.From, err)
-			}
+		if err == nil {
 			stored = m
 			stored.Seq = seq
 			stored.Status = message.Enqueued
 			stored.SubmittedAt, stored.ExpiresAt = norm(m.SubmittedAt), norm(m.ExpiresAt)
 			stored.DeliveredAt = time.Time{}
 			stored.NextAttempt = norm(m.NextAttempt)
+			stored.PendingBefore = before
 			created = true
 			return nil
 		}

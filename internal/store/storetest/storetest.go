@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Tokens", testTokens},
 		{"SubmitStoresEveryField", testSubmit},
 		{"SubmitIsIdempotent", testSubmitIdempotent},
+		{"SubmitTellsPendingBefore", testSubmitPendingBefore},
 		{"SubmitSameIDConcurrently", testSubmitSameIDConcurrent},
 		{"MailboxBound", testMailboxBound},
 		{"MailboxBoundConcurrent", testMailboxBoundConcurrent},
@@ -416,6 +417,35 @@ func testSubmit(t *testing.T, s store.Store) {
 	sameMessage(t, "Message after Submit", getMessage(t, s, "alice", m.ID), want)
 	_, err := s.Message(t.Context(), "bob", m.ID)
 	wantErr(t, "Message with the right id but the wrong sender", err, store.ErrNotFound)
+}
+
+// testSubmitPendingBefore: Submit tells how many other messages were
+// waiting for the recipient when it stored a new one.
+func testSubmitPendingBefore(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addAccounts(t, s, "alice", "bob", "carol")
+	want := func(what string, m store.Message, n int) {
+		t.Helper()
+		if m.PendingBefore != n {
+			t.Errorf("%s: PendingBefore = %d, want %d", what, m.PendingBefore, n)
+		}
+	}
+	first := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	want("first for bob", first, 0)
+	second := submit(t, s, msg("carol", "bob", 2, 0), 0)
+	want("second for bob", second, 1)
+	want("first for carol", submit(t, s, msg("alice", "carol", 3, 0), 0), 0)
+	retry, created, err := s.Submit(ctx, msg("alice", "bob", 1, 0), 0)
+	if err != nil || created {
+		t.Fatalf("Submit retry: created %v, %v", created, err)
+	}
+	want("a retry (nothing stored)", retry, 0)
+	for _, m := range []store.Message{first, second} {
+		if err := s.MarkDelivered(ctx, m.From, m.ID, t0.Add(time.Minute)); err != nil {
+			t.Fatalf("MarkDelivered: %v", err)
+		}
+	}
+	want("for bob after both were delivered", submit(t, s, msg("alice", "bob", 4, 0), 0), 0)
 }
 
 func testSubmitIdempotent(t *testing.T, s store.Store) {
