@@ -235,6 +235,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 	_, online := q.o.Lookup(s.To)
 	if online {
 		m.Attempts, m.NextAttempt = 1, now.Add(q.o.RetryInterval)
+		m.WantPendingBefore = true // for the shortcut of kick
 	}
 	var err error
 	m.KeyPeriod, m.Sealed, err = q.o.Sealer.Seal(ctx, m.ID, m.From, m.To, s.Text, m.ExpiresAt)

@@ -30,21 +30,18 @@ func (s *Store) Submit(ctx context.Context, m store.Message, maxPending int) (st
 	}
 	err := s.doAtomic(ctx, func(w *writer) error {
 		// The common case, a new message, is this one statement.
-		var seq int64
-		var before int
-		err := w.insertMessage.QueryRowContext(w.ctx, m.From, m.ID, m.To, m.Sealed, m.KeyPeriod,
-			encTime(m.SubmittedAt), encTime(m.ExpiresAt), m.Attempts, encTime(m.NextAttempt), m.LastError, bound).Scan(&seq, &before)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		seq, before, err := w.insert(m, bound)
+		if err != nil {
 			return fmt.Errorf("sqlite store: storing message %s from %q: %w", m.ID, m.From, err)
 		}
-		if err == nil {
+		if seq > 0 {
 			stored = m
 			stored.Seq = seq
 			stored.Status = message.Enqueued
 			stored.SubmittedAt, stored.ExpiresAt = norm(m.SubmittedAt), norm(m.ExpiresAt)
 			stored.DeliveredAt = time.Time{}
 			stored.NextAttempt = norm(m.NextAttempt)
-			stored.PendingBefore = before
+			stored.PendingBefore, stored.WantPendingBefore = before, false
 			created = true
 			return nil
 		}
@@ -71,6 +68,30 @@ func (s *Store) Submit(ctx context.Context, m store.Message, maxPending int) (st
 		return store.Message{}, false, err
 	}
 	return stored, created, nil
+}
+
+// insert runs the INSERT of Submit and returns the new message's seq, or 0
+// when nothing was inserted, and (if m asks for it) how many messages were
+// pending for m.To before it.
+func (w *writer) insert(m store.Message, bound int64) (seq int64, before int, err error) {
+	args := []any{m.From, m.ID, m.To, m.Sealed, m.KeyPeriod,
+		encTime(m.SubmittedAt), encTime(m.ExpiresAt), m.Attempts, encTime(m.NextAttempt), m.LastError, bound}
+	if m.WantPendingBefore {
+		err := w.insertMessageCounting.QueryRowContext(w.ctx, args...).Scan(&seq, &before)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, 0, nil
+		}
+		return seq, before, err
+	}
+	res, err := w.insertMessage.ExecContext(w.ctx, args...)
+	if err != nil {
+		return 0, 0, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return 0, 0, err
+	}
+	seq, err = res.LastInsertId()
+	return seq, 0, err
 }
 
 // Message returns the message (From, ID) with its sealed text, if any.

@@ -155,12 +155,13 @@ type writer struct {
 	begin, commit, rollback, savepoint, release, rollbackTo *sql.Stmt
 
 	// hot paths
-	messageByID   *sql.Stmt
-	mailboxCount  *sql.Stmt
-	insertMessage *sql.Stmt
-	markDelivered *sql.Stmt
-	insertReport  *sql.Stmt
-	recordAttempt *sql.Stmt
+	messageByID           *sql.Stmt
+	mailboxCount          *sql.Stmt
+	insertMessage         *sql.Stmt
+	insertMessageCounting *sql.Stmt
+	markDelivered         *sql.Stmt
+	insertReport          *sql.Stmt
+	recordAttempt         *sql.Stmt
 
 	all []*sql.Stmt
 }
@@ -183,14 +184,21 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.mailboxCount, "SELECT pending FROM mailboxes WHERE account = ?"},
 		// One statement checks the mailbox bound (?11), inserts, and
 		// (trigger mailbox_in) counts the message in; it inserts nothing
-		// (and returns no row) when the mailbox is full or (From, ID)
-		// exists. RETURNING is computed before the AFTER trigger runs,
+		// when the mailbox is full or (From, ID) exists.
+		{&w.insertMessage, `INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status,
+			submitted_at, expires_at, delivered_at, attempts, next_attempt, last_error)
+			SELECT ?1, ?2, ?3, ?4, ?5, 'enqueued', ?6, ?7, 0, ?8, ?9, ?10
+			WHERE coalesce((SELECT pending FROM mailboxes WHERE account = ?3), 0) < ?11
+			ON CONFLICT (from_acct, id) DO NOTHING`},
+		// The same, returning the seq and the number of messages pending
+		// before this one (or no row). RETURNING is computed before the
+		// AFTER trigger runs,
 		// so its subquery sees the count without this message
 		// (storetest's SubmitTellsPendingBefore pins that; were it ever computed
 		// after, the count would include the message itself and the
 		// queue would only lose its shortcut, never deliver out of
 		// order).
-		{&w.insertMessage, `INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status,
+		{&w.insertMessageCounting, `INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status,
 			submitted_at, expires_at, delivered_at, attempts, next_attempt, last_error)
 			SELECT ?1, ?2, ?3, ?4, ?5, 'enqueued', ?6, ?7, 0, ?8, ?9, ?10
 			WHERE coalesce((SELECT pending FROM mailboxes WHERE account = ?3), 0) < ?11

@@ -423,19 +423,21 @@ func testSubmit(t *testing.T, s store.Store) {
 // waiting for the recipient when it stored a new one.
 func testSubmitPendingBefore(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	addAccounts(t, s, "alice", "bob", "carol")
+	addAccounts(t, s, "alice", "bob", "carol", "dave")
 	want := func(what string, m store.Message, n int) {
 		t.Helper()
 		if m.PendingBefore != n {
 			t.Errorf("%s: PendingBefore = %d, want %d", what, m.PendingBefore, n)
 		}
 	}
-	first := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	asking := func(m store.Message) store.Message { m.WantPendingBefore = true; return m }
+	first := submit(t, s, asking(msg("alice", "bob", 1, 0)), 0)
 	want("first for bob", first, 0)
-	second := submit(t, s, msg("carol", "bob", 2, 0), 0)
+	second := submit(t, s, asking(msg("carol", "bob", 2, 0)), 0)
 	want("second for bob", second, 1)
-	want("first for carol", submit(t, s, msg("alice", "carol", 3, 0), 0), 0)
-	retry, created, err := s.Submit(ctx, msg("alice", "bob", 1, 0), 0)
+	want("first for carol", submit(t, s, asking(msg("alice", "carol", 3, 0)), 0), 0)
+	want("third for bob, not asked", submit(t, s, msg("dave", "bob", 5, 0), 0), 0)
+	retry, created, err := s.Submit(ctx, asking(msg("alice", "bob", 1, 0)), 0)
 	if err != nil || created {
 		t.Fatalf("Submit retry: created %v, %v", created, err)
 	}
@@ -445,7 +447,9 @@ func testSubmitPendingBefore(t *testing.T, s store.Store) {
 			t.Fatalf("MarkDelivered: %v", err)
 		}
 	}
-	want("for bob after both were delivered", submit(t, s, msg("alice", "bob", 4, 0), 0), 0)
+	if got := submit(t, s, asking(msg("alice", "bob", 4, 0)), 0); got.PendingBefore != 1 {
+		t.Errorf("for bob after two of three were delivered: PendingBefore = %d, want 1 (dave's)", got.PendingBefore)
+	}
 }
 
 func testSubmitIdempotent(t *testing.T, s store.Store) {
