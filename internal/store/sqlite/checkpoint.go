@@ -52,11 +52,8 @@ func (s *Store) startCheckpointer() error {
 	s.ckpt = &checkpointer{db: db, log: s.log, kick: make(chan struct{}, 1), done: make(chan struct{}),
 		restart: func() error {
 			return s.do(context.Background(), true, func(w *writer) error {
-				var busy, frames, done int
-				if err := w.conn.QueryRowContext(w.ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &frames, &done); err != nil {
-					return fmt.Errorf("sqlite store: RESTART checkpoint: %w", err)
-				}
-				return nil
+				_, err := walCheckpoint(w.conn, "RESTART")
+				return err
 			})
 		}}
 	go s.ckpt.run()
@@ -90,11 +87,27 @@ func (c *checkpointer) run() {
 // passive copies the WAL into the database without blocking anyone, and
 // returns the WAL's length in frames.
 func (c *checkpointer) passive() (frames int, err error) {
-	var busy, done int
-	if err := c.db.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done); err != nil {
-		return 0, fmt.Errorf("sqlite store: PASSIVE checkpoint: %w", err)
+	r, err := walCheckpoint(c.db, "PASSIVE")
+	return r.frames, err
+}
+
+// checkpointResult is what PRAGMA wal_checkpoint answers.
+type checkpointResult struct {
+	busy   bool // it could not finish: readers or a writer were in the way
+	frames int  // frames in the WAL
+	copied int  // of which copied into the database
+}
+
+// walCheckpoint runs PRAGMA wal_checkpoint(mode) on q (a connection or a
+// pool of one).
+func walCheckpoint(q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, mode string) (checkpointResult, error) {
+	var r checkpointResult
+	if err := q.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint("+mode+")").Scan(&r.busy, &r.frames, &r.copied); err != nil {
+		return r, fmt.Errorf("sqlite store: %s checkpoint: %w", mode, err)
 	}
-	return frames, nil
+	return r, nil
 }
 
 // close stops the goroutine after the checkpoint in progress, if any.

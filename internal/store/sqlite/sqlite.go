@@ -321,12 +321,12 @@ func (s *Store) Close() error {
 // file. It waits (up to BusyTimeout) for readers of old snapshots to finish.
 func (s *Store) Checkpoint(ctx context.Context) error {
 	return s.do(ctx, true, func(w *writer) error {
-		var busy, logFrames, done int
-		if err := w.conn.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
-			return fmt.Errorf("sqlite store: checkpoint: %w", err)
+		r, err := walCheckpoint(w.conn, "TRUNCATE")
+		if err != nil {
+			return err
 		}
-		if busy != 0 {
-			return fmt.Errorf("sqlite store: checkpoint incomplete: readers kept %d of %d WAL frames in use", logFrames-done, logFrames)
+		if r.busy {
+			return fmt.Errorf("sqlite store: checkpoint incomplete: readers kept %d of %d WAL frames in use", r.frames-r.copied, r.frames)
 		}
 		return nil
 	})

@@ -154,25 +154,33 @@ func TestDataSurvivesReopen(t *testing.T) {
 	}
 }
 
-// TestMigrationFromVersion1: a database written by the first schema opens,
-// keeps its messages, and loses only the two indexes step 2 drops.
-func TestMigrationFromVersion1(t *testing.T) {
-	ctx := t.Context()
+// databaseAt makes a database file at schema version v, as a build of that
+// version left it, runs the statements in it, and returns its path.
+func databaseAt(t *testing.T, v int, statements ...string) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "sealpost.db")
 	db, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"PRAGMA journal_mode = WAL", migrations[0], "PRAGMA user_version = 1",
-		`INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status, submitted_at, expires_at,
-			delivered_at, attempts, next_attempt, last_error)
-			VALUES ('alice', 'id-1', 'bob', x'01', 7, 'enqueued', 1, 2, 0, 0, 0, '')`} {
+	defer db.Close()
+	steps := append([]string{"PRAGMA journal_mode = WAL"}, migrations[:v]...)
+	steps = append(steps, fmt.Sprintf("PRAGMA user_version = %d", v))
+	for _, q := range append(steps, statements...) {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	db.Close()
+	return path
+}
 
+// TestMigrationFromVersion1: a database written by the first schema opens,
+// keeps its messages, and loses only the two indexes step 2 drops.
+func TestMigrationFromVersion1(t *testing.T) {
+	ctx := t.Context()
+	path := databaseAt(t, 1, `INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status, submitted_at, expires_at,
+			delivered_at, attempts, next_attempt, last_error)
+			VALUES ('alice', 'id-1', 'bob', x'01', 7, 'enqueued', 1, 2, 0, 0, 0, '')`)
 	s := openAt(t, path, Options{})
 	if p, err := s.Pending(ctx, "bob", 10); err != nil || len(p) != 1 || p[0].ID != "id-1" {
 		t.Fatalf("Pending after migration = %+v, %v; want the message of version 1", p, err)
@@ -711,21 +719,9 @@ func TestCheckpointsBesideTheWriter(t *testing.T) {
 // after the upgrade gets its report from trigger report_delivered.
 func TestMigrationFromVersion2(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "sealpost.db")
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{"PRAGMA journal_mode = WAL", migrations[0], migrations[1], "PRAGMA user_version = 2",
-		`INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status, submitted_at, expires_at,
+	path := databaseAt(t, 2, `INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status, submitted_at, expires_at,
 			delivered_at, attempts, next_attempt, last_error)
-			VALUES ('alice', 'id-1', 'bob', x'01', 7, 'enqueued', 1000, 5000, 0, 0, 0, '')`} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	db.Close()
-
+			VALUES ('alice', 'id-1', 'bob', x'01', 7, 'enqueued', 1000, 5000, 0, 0, 0, '')`)
 	s := openAt(t, path, Options{})
 	at := time.Unix(0, 3000)
 	if err := s.MarkDelivered(ctx, "alice", "id-1", at); err != nil {

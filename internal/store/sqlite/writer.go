@@ -166,6 +166,12 @@ type writer struct {
 	all []*sql.Stmt
 }
 
+const insertMessageSQL = `INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status,
+			submitted_at, expires_at, delivered_at, attempts, next_attempt, last_error)
+			SELECT ?1, ?2, ?3, ?4, ?5, 'enqueued', ?6, ?7, 0, ?8, ?9, ?10
+			WHERE coalesce((SELECT pending FROM mailboxes WHERE account = ?3), 0) < ?11
+			ON CONFLICT (from_acct, id) DO NOTHING`
+
 func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 	w := &writer{conn: conn, ctx: context.Background()}
 	for _, p := range []struct {
@@ -185,24 +191,15 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		// One statement checks the mailbox bound (?11), inserts, and
 		// (trigger mailbox_in) counts the message in; it inserts nothing
 		// when the mailbox is full or (From, ID) exists.
-		{&w.insertMessage, `INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status,
-			submitted_at, expires_at, delivered_at, attempts, next_attempt, last_error)
-			SELECT ?1, ?2, ?3, ?4, ?5, 'enqueued', ?6, ?7, 0, ?8, ?9, ?10
-			WHERE coalesce((SELECT pending FROM mailboxes WHERE account = ?3), 0) < ?11
-			ON CONFLICT (from_acct, id) DO NOTHING`},
+		{&w.insertMessage, insertMessageSQL},
 		// The same, returning the seq and the number of messages pending
 		// before this one (or no row). RETURNING is computed before the
-		// AFTER trigger runs,
-		// so its subquery sees the count without this message
-		// (storetest's SubmitTellsPendingBefore pins that; were it ever computed
-		// after, the count would include the message itself and the
-		// queue would only lose its shortcut, never deliver out of
-		// order).
-		{&w.insertMessageCounting, `INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status,
-			submitted_at, expires_at, delivered_at, attempts, next_attempt, last_error)
-			SELECT ?1, ?2, ?3, ?4, ?5, 'enqueued', ?6, ?7, 0, ?8, ?9, ?10
-			WHERE coalesce((SELECT pending FROM mailboxes WHERE account = ?3), 0) < ?11
-			ON CONFLICT (from_acct, id) DO NOTHING
+		// AFTER trigger runs, so its subquery sees the count without this
+		// message (storetest's SubmitTellsPendingBefore pins that; were
+		// it ever computed after, the count would include the message
+		// itself and the queue would only lose its shortcut, never
+		// deliver out of order).
+		{&w.insertMessageCounting, insertMessageSQL + `
 			RETURNING seq, coalesce((SELECT pending FROM mailboxes WHERE account = ?3), 0)`},
 		// Trigger report_delivered queues the sender's report.
 		{&w.markDelivered, `UPDATE messages SET status = 'delivered', delivered_at = ?, sealed = NULL, key_period = 0
