@@ -232,17 +232,34 @@ func (c *countingStore) Pending(ctx context.Context, to string, limit int) ([]st
 	return c.Store.Pending(ctx, to, limit)
 }
 
-// An expired message the sweep has not removed yet is passed over: the
-// messages behind it go, and the run does not spin on it.
-func TestExpiredButUnsweptIsPassedOver(t *testing.T) {
-	f := newFixture(t)
+func (c *countingStore) listings() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending
+}
+
+// countListings replaces f's queue with one whose store counts Pending
+// calls; change adjusts its options first. The new queue is not started.
+func (f *fixture) countListings(t *testing.T, change func(*Options)) *countingStore {
 	f.q.Stop()
 	cs := &countingStore{Store: f.store}
 	o := f.q.Options()
 	o.Store = cs
-	o.SweepInterval = 1000 * time.Hour // no sweep during the test
+	if change != nil {
+		change(&o)
+	}
 	f.q = New(o)
 	t.Cleanup(f.q.Stop)
+	return cs
+}
+
+// An expired message the sweep has not removed yet is passed over: the
+// messages behind it go, and the run does not spin on it.
+func TestExpiredButUnsweptIsPassedOver(t *testing.T) {
+	f := newFixture(t)
+	cs := f.countListings(t, func(o *Options) {
+		o.SweepInterval = 1000 * time.Hour // no sweep during the test
+	})
 
 	f.submit(t, "old")
 	f.clock.Advance(73 * time.Hour)
@@ -334,14 +351,9 @@ func TestSendersInFlightTogetherEachInOrder(t *testing.T) {
 // while an older one waits goes through the listing, behind it.
 func TestDirectDeliveryOnlyWhenNothingOlderWaits(t *testing.T) {
 	f := newFixture(t)
-	f.q.Stop()
-	cs := &countingStore{Store: f.store}
-	o := f.q.Options()
-	o.Store = cs
-	f.q = New(o)
+	cs := f.countListings(t, nil)
 	f.q.Start()
-	t.Cleanup(f.q.Stop)
-	listings := func() int { cs.mu.Lock(); defer cs.mu.Unlock(); return cs.pending }
+	listings := cs.listings
 	f.goOnline("bob", false)
 	checkFor(t, func() error {
 		if f.q.Busy("bob") {

@@ -154,6 +154,14 @@ func TestDataSurvivesReopen(t *testing.T) {
 	}
 }
 
+// enqueuedRow is an INSERT of message id-1 from alice to bob, enqueued,
+// written straight into a table of any schema version so far.
+func enqueuedRow(submittedAt, expiresAt int64) string {
+	return fmt.Sprintf(`INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status, submitted_at, expires_at,
+		delivered_at, attempts, next_attempt, last_error)
+		VALUES ('alice', 'id-1', 'bob', x'01', 7, 'enqueued', %d, %d, 0, 0, 0, '')`, submittedAt, expiresAt)
+}
+
 // databaseAt makes a database file at schema version v, as a build of that
 // version left it, runs the statements in it, and returns its path.
 func databaseAt(t *testing.T, v int, statements ...string) string {
@@ -178,9 +186,7 @@ func databaseAt(t *testing.T, v int, statements ...string) string {
 // keeps its messages, and loses only the two indexes step 2 drops.
 func TestMigrationFromVersion1(t *testing.T) {
 	ctx := t.Context()
-	path := databaseAt(t, 1, `INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status, submitted_at, expires_at,
-			delivered_at, attempts, next_attempt, last_error)
-			VALUES ('alice', 'id-1', 'bob', x'01', 7, 'enqueued', 1, 2, 0, 0, 0, '')`)
+	path := databaseAt(t, 1, enqueuedRow(1, 2))
 	s := openAt(t, path, Options{})
 	if p, err := s.Pending(ctx, "bob", 10); err != nil || len(p) != 1 || p[0].ID != "id-1" {
 		t.Fatalf("Pending after migration = %+v, %v; want the message of version 1", p, err)
@@ -719,9 +725,7 @@ func TestCheckpointsBesideTheWriter(t *testing.T) {
 // after the upgrade gets its report from trigger report_delivered.
 func TestMigrationFromVersion2(t *testing.T) {
 	ctx := t.Context()
-	path := databaseAt(t, 2, `INSERT INTO messages (from_acct, id, to_acct, sealed, key_period, status, submitted_at, expires_at,
-			delivered_at, attempts, next_attempt, last_error)
-			VALUES ('alice', 'id-1', 'bob', x'01', 7, 'enqueued', 1000, 5000, 0, 0, 0, '')`)
+	path := databaseAt(t, 2, enqueuedRow(1000, 5000))
 	s := openAt(t, path, Options{})
 	at := time.Unix(0, 3000)
 	if err := s.MarkDelivered(ctx, "alice", "id-1", at); err != nil {
