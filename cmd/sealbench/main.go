@@ -23,6 +23,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -88,11 +89,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		passwordFile string
 		sources      string
 		steps        string
+		cpuProfile   string
 	)
 	fs.StringVar(&spawn, "spawn", "", "start this sealpostd binary on a fresh data folder for each run (instead of --https/--sip/--ca)")
 	fs.Var(&serverArgs, "server-arg", "extra argument for the spawned sealpostd (repeat for several)")
 	fs.IntVar(&runs, "runs", 1, "number of runs; with several, a table of median and spread follows (use with --spawn: each run needs a fresh server)")
 	fs.BoolVar(&asJSON, "json", false, "print the results as JSON instead of tables")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of sealbench itself to this file (go tool pprof), to see what the tool costs")
 	fs.StringVar(&t.HTTPS, "https", "", "HTTPS API address of a running server (host:port, loopback)")
 	fs.StringVar(&t.SIP, "sip", "", "SIP over TLS address of a running server (host:port, loopback)")
 	fs.StringVar(&t.Admin, "admin", "", "admin address of a running server, to ask for a GC before memory readings (optional)")
@@ -149,6 +152,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("reading the bench password (made by sealbench setup): %w", err)
 		}
 		t.Password = strings.TrimSpace(string(pw))
+	}
+
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	var results []loadtest.Result
