@@ -3,9 +3,10 @@
 // Life cycle: Submit checks the message rules, seals the text and stores it
 // durably; only then does it return (and the API answers "enqueued"). Every
 // submission, and every registration of a device, kicks a delivery run for
-// that account. There is at most one run per account; it sends each
-// sender's messages one at a time, in submission order, and the messages of
-// different senders side by side (up to maxInFlight). Before each attempt
+// that account. There is at most one run per account; it puts each
+// sender's messages on the device's connection in submission order, several
+// before the first is answered (perSender), and the messages of different
+// senders side by side (up to maxInFlight). Before each attempt
 // the run records it in the store (mox's rule: a crash can never cause a hot
 // retry loop). A 2xx from the device marks the message delivered (its
 // sealed text is deleted in the same transaction, and a delivery report is
@@ -56,10 +57,16 @@ type Delivery struct {
 }
 
 // Sender delivers to a registered device over the connection it registered
-// on. Implementations return nil only for a 2xx final response, and must
-// give up when ctx ends.
+// on.
 type Sender interface {
-	SendMessage(ctx context.Context, to registrar.Binding, d Delivery) error
+	// StartMessage puts a MESSAGE on the device's connection and returns
+	// without waiting for the answer: MESSAGEs started one after another
+	// reach the device in that order. wait returns nil only for a 2xx
+	// final response, and gives up when ctx ends. An error from
+	// StartMessage itself means the MESSAGE was not sent.
+	StartMessage(ctx context.Context, to registrar.Binding, d Delivery) (wait func() error, err error)
+	// SendReport sends a delivery report and waits for the answer: nil
+	// only for a 2xx. It gives up when ctx ends.
 	SendReport(ctx context.Context, to registrar.Binding, r store.Report) error
 }
 
@@ -412,15 +419,21 @@ func (q *Queue) deliver(account string) {
 // for the attempts instead of one per message.
 const window = 128
 
+// maxInFlight bounds the MESSAGEs outstanding on one device's connection,
+// and perSender those of one sender among them.
+const (
+	maxInFlight = 64
+	perSender   = 8
+)
+
 // pass delivers what it can to the account's device, in order, and returns
 // how long to wait before the next pass (0: nothing to wait for — done, the
 // device is offline, or the account is parked).
 //
-// Each sender's messages go out one at a time, in order (passWindow), and a
-// failure ends the pass. What keeps a drain fast is that the store is not
-// on the path of the sends: attempts are recorded a window at a time ahead
-// of them, and each delivery is marked in the background while the next
-// messages go out.
+// The store is kept off the path of the sends: a lister goroutine lists the
+// pending messages a window at a time and records their attempts one
+// window ahead of the sends, and each delivery is marked in the background
+// while the next messages go out. A failure ends the pass.
 func (q *Queue) pass(account string) time.Duration {
 	// A message handed over by Submit is used by this pass or not at all
 	// (a pass that cannot deliver it leaves it to the listings).
@@ -435,82 +448,28 @@ func (q *Queue) pass(account string) time.Duration {
 	if wait := q.waitBeforeAttempt(account); wait > 0 {
 		return wait
 	}
+	var windows <-chan listed
 	if direct != nil {
-		return q.passDirect(b, *direct)
+		// direct is the oldest message waiting: anything stored after
+		// it kicks another pass, which lists the store only after
+		// direct's mark has committed. If a pass has already delivered
+		// it, recording its attempt finds it no longer enqueued and it
+		// is not sent again.
+		ch := make(chan listed, 1)
+		ch <- q.prepare([]store.Message{*direct})
+		close(ch)
+		windows = ch
+	} else {
+		ctx, cancel := context.WithCancel(q.ctx)
+		ch := q.listAhead(ctx, account)
+		defer func() {
+			cancel()
+			for range ch { // wait for the lister to stop
+			}
+		}()
+		windows = ch
 	}
-	// The marks of one window commit while the next window goes out; a
-	// listing skips what the previous window handled (by seq), since its
-	// marks may not have committed yet.
-	var prev *marker
-	defer func() {
-		if prev != nil {
-			prev.wait()
-		}
-	}()
-	after := int64(-1)
-	for q.ctx.Err() == nil {
-		msgs, err := q.o.Store.Pending(q.ctx, account, 2*window)
-		if err != nil {
-			q.o.Log.Error("listing pending messages", "account", account, "err", err)
-			return q.o.RetryInterval
-		}
-		i := 0
-		for i < len(msgs) && msgs[i].Seq <= after {
-			i++
-		}
-		// A short listing held everything pending; when this window
-		// takes all of it, the pass ends after the window instead of
-		// listing again (a submission meanwhile kicks another pass).
-		last := len(msgs) < 2*window && len(msgs)-i <= window
-		msgs = msgs[i:min(len(msgs), i+window)]
-		if len(msgs) == 0 {
-			break
-		}
-		marks := &marker{q: q}
-		wait, stop := q.passWindow(b, msgs, marks)
-		if prev != nil && prev.wait() != nil && !stop {
-			wait, stop = q.o.RetryInterval, true
-		}
-		prev = marks
-		if stop {
-			return wait
-		}
-		// Expired messages (the sweep removes them within a minute) and
-		// ones that cannot be opened are passed over: the next listing
-		// starts after them, so the pass never spins on them.
-		after = msgs[len(msgs)-1].Seq
-		if last {
-			break
-		}
-	}
-	if prev != nil {
-		if err := prev.wait(); err != nil {
-			return q.o.RetryInterval
-		}
-		prev = nil
-	}
-	if b.IMDN {
-		return q.passReports(b)
-	}
-	return 0
-}
-
-// maxInFlight bounds the MESSAGEs outstanding on one device's connection.
-const maxInFlight = 16
-
-// passDirect delivers m, a message Submit stored while nothing older was
-// pending for b's account, without listing the store: it is the oldest
-// message waiting, and anything stored after it kicks another pass, which
-// lists the store only after m's mark has committed. If a pass has already
-// delivered m, recording its attempt finds it no longer enqueued and m is
-// not sent again.
-func (q *Queue) passDirect(b registrar.Binding, m store.Message) time.Duration {
-	marks := &marker{q: q}
-	wait, stop := q.passWindow(b, []store.Message{m}, marks)
-	if err := marks.wait(); err != nil && !stop {
-		return q.o.RetryInterval
-	}
-	if stop {
+	if wait, stop := q.send(b, windows); stop {
 		return wait
 	}
 	if b.IMDN {
@@ -519,58 +478,154 @@ func (q *Queue) passDirect(b registrar.Binding, m store.Message) time.Duration {
 	return 0
 }
 
-// passWindow delivers msgs (pending, in order) to b's device, marking each
-// delivered one through marks. stop reports that the pass must end, with
-// wait before the next one.
-//
-// Order is kept per sender, which is the order a person sees: a sender's
-// next message goes out only after the device has answered 2xx to its
-// previous one, so a failure holds back that sender's later messages. The
-// messages of different senders are independent and go out together, up to
-// maxInFlight at a time: a drain is then bound by the device's answers
-// arriving, not by one round trip per message.
-func (q *Queue) passWindow(b registrar.Binding, msgs []store.Message, marks *marker) (wait time.Duration, stop bool) {
+// listed is a window of pending messages, in order, whose attempts have been
+// recorded, or the error that ended the listing.
+type listed struct {
+	msgs     []store.Message
+	recorded []error // per message: recording its attempt
+	attempt  []int   // per message: the attempt number recorded
+	err      error
+}
+
+// listAhead lists the account's pending messages a window at a time, each
+// listing after the last message of the one before, and records their
+// attempts; it stays one window ahead of what the sends have taken. The
+// channel closes after a listing that held everything pending (a
+// submission meanwhile kicks another pass), after an error, or when ctx
+// ends.
+func (q *Queue) listAhead(ctx context.Context, account string) <-chan listed {
+	ch := make(chan listed)
+	go func() {
+		defer close(ch)
+		after := int64(0)
+		for {
+			msgs, err := q.o.Store.Pending(ctx, account, after, window)
+			if err != nil {
+				if ctx.Err() == nil {
+					q.o.Log.Error("listing pending messages", "account", account, "err", err)
+					ch <- listed{err: err}
+				}
+				return
+			}
+			if len(msgs) == 0 {
+				return
+			}
+			after = msgs[len(msgs)-1].Seq
+			l := q.prepare(msgs)
+			if len(l.msgs) > 0 {
+				select {
+				case ch <- l:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if len(msgs) < window {
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// prepare drops the expired messages of msgs (the sweep expires them and
+// reports the failure) and records an attempt for every other one before
+// any is tried (mox's rule: a crash never causes a hot retry loop). Issued
+// together, the writes share a commit. A message after a failure is
+// counted as attempted without being tried: the count may run one ahead,
+// never behind.
+func (q *Queue) prepare(msgs []store.Message) listed {
 	now := q.o.Clock.Now()
 	due := msgs[:0:0]
 	for _, m := range msgs {
 		if m.ExpiresAt.After(now) {
-			due = append(due, m) // an expired one waits for the sweep, which reports the failure
+			due = append(due, m)
 		}
 	}
-	if len(due) == 0 {
-		return 0, false
-	}
-	// Record an attempt for every message of the window before trying
-	// any (mox's rule: a crash never causes a hot retry loop). Issued
-	// together, the writes share a commit. A message after a failure in
-	// this window is counted as attempted without being tried: the count
-	// may run one ahead, never behind.
 	recorded, attempt := q.recordAttempts(due, now.Add(q.o.RetryInterval))
+	return listed{msgs: due, recorded: recorded, attempt: attempt}
+}
 
+// send delivers the messages of windows, in order, to b's device, marking
+// each delivered one in the background. stop reports that the pass must
+// end, with wait before the next one.
+//
+// Order is kept per sender, which is the order a person sees: a sender's
+// messages are put on the device's one connection in submission order, so
+// they reach the device in that order, at most perSender-1 places ahead of
+// its oldest unanswered one (wire), and the messages of different senders
+// go out side by side, up to maxInFlight in all. A drain is then bound by the device's
+// answers arriving, not by one round trip per message, which on a mobile
+// network is the difference between seconds and minutes. The first
+// failure stops all further sending; messages already on the wire are
+// still answered and, if accepted, marked delivered. So a refused message
+// is retried after later ones of its sender that the device accepted: the
+// Sealpost client shows a conversation in submission order whatever the
+// arrival order (client/history.go), a plain SIP phone shows the retried
+// one last.
+func (q *Queue) send(b registrar.Binding, windows <-chan listed) (wait time.Duration, stop bool) {
+	type item struct {
+		m        store.Message
+		recorded error
+		attempt  int
+	}
 	type result struct {
-		i   int
+		it  item
 		err error
 	}
+	marks := newMarker(q)
 	done := make(chan result, maxInFlight)
-	busy := make(map[string]bool) // senders with a MESSAGE outstanding
+	onWire := make(map[string]*wire)
 	inFlight := 0
-	waiting := make([]int, 0, len(due)) // indexes into due, in order, not yet sent
-	for i := range due {
-		waiting = append(waiting, i)
-	}
-	var failure *result // the first failed attempt; no more sends after it
-	storeFailed := false
+	var waiting []item   // in order, not yet sent
+	more := true         // windows may bring more
+	var failure *result  // the first failed attempt; no more sends after it
+	storeFailed := false // recording an attempt or listing failed
+	now := q.o.Clock.Now()
 	for {
-		// Send the oldest message of every sender that is free.
+		// Take the next window when the sends would otherwise run dry
+		// (waiting for it only when nothing else is going on).
+		for more && len(waiting) < window && failure == nil && !storeFailed {
+			var l listed
+			if inFlight == 0 && len(waiting) == 0 {
+				l, more = <-windows
+			} else {
+				select {
+				case l, more = <-windows:
+				default:
+				}
+				if more && l.msgs == nil && l.err == nil {
+					break // none ready yet
+				}
+			}
+			if !more {
+				break
+			}
+			if l.err != nil {
+				storeFailed = true
+				break
+			}
+			for i, m := range l.msgs {
+				waiting = append(waiting, item{m, l.recorded[i], l.attempt[i]})
+			}
+		}
+		// Send, in order, what each sender may still put on the wire. A
+		// sender at its limit has all its later messages skipped here
+		// too, so none overtakes an older one.
 		for k := 0; k < len(waiting) && inFlight < maxInFlight && failure == nil && !storeFailed; {
-			i := waiting[k]
-			m := due[i]
-			if busy[m.From] {
+			from := waiting[k].m.From
+			w := onWire[from]
+			if w == nil {
+				w = &wire{}
+				onWire[from] = w
+			}
+			if len(w.sent) >= perSender {
 				k++
 				continue
 			}
+			it := waiting[k]
+			m := it.m
 			waiting = slices.Delete(waiting, k, k+1)
-			switch err := recorded[i]; {
+			switch err := it.recorded; {
 			case errors.Is(err, store.ErrNotFound):
 				continue // delivered or expired meanwhile
 			case err != nil:
@@ -585,48 +640,84 @@ func (q *Queue) passWindow(b registrar.Binding, msgs []store.Message, marks *mar
 				q.o.Log.Error("opening sealed message", "id", m.ID, "err", err)
 				continue
 			}
-			busy[m.From] = true
+			w.sent = append(w.sent, sentSlot{seq: m.Seq})
 			inFlight++
+			// Started here, one after another, so that the writes keep
+			// the order; only the waits for the answers run apart.
+			ctx, cancel := context.WithTimeout(q.ctx, q.o.AttemptTimeout)
+			answer, err := q.o.Sender.StartMessage(ctx, b, Delivery{ID: m.ID, From: m.From, To: m.To, Text: text, SubmittedAt: m.SubmittedAt})
+			if err != nil {
+				cancel()
+				failure = &result{it, err}
+				done <- *failure // room: inFlight <= maxInFlight
+				continue
+			}
 			go func() {
-				ctx, cancel := context.WithTimeout(q.ctx, q.o.AttemptTimeout)
 				defer cancel()
-				done <- result{i, q.o.Sender.SendMessage(ctx, b, Delivery{ID: m.ID, From: m.From, To: m.To, Text: text, SubmittedAt: m.SubmittedAt})}
+				done <- result{it, answer()}
 			}()
 		}
 		if inFlight == 0 {
+			if more && len(waiting) == 0 && failure == nil && !storeFailed {
+				continue // the next window
+			}
 			break
 		}
 		r := <-done
 		inFlight--
-		m := due[r.i]
-		busy[m.From] = false
+		onWire[r.it.m.From].answered(r.it.m.Seq)
 		if r.err == nil {
-			marks.delivered(m)
+			marks.delivered(r.it.m)
 			continue
 		}
 		if failure == nil {
 			failure = &r
-		} else if q.ctx.Err() == nil {
+		} else if failure.it.m.Seq != r.it.m.Seq && q.ctx.Err() == nil {
 			// A second failure among messages already in flight: its
 			// attempt is counted; keep its error for the operator.
-			q.recordFailure(m, attempt[r.i], now, r.err)
+			q.recordFailure(r.it.m, r.it.attempt, now, r.err)
 		}
 	}
+	// The pass waits for its marks before it ends, so the next pass
+	// never lists a message this one delivered; and the marks reset the
+	// failure count, so they must land before a failure counts.
+	markErr := marks.wait()
 	switch {
 	case storeFailed:
-		marks.wait()
+		return q.o.RetryInterval, true
+	case failure == nil && markErr != nil:
 		return q.o.RetryInterval, true
 	case failure == nil:
 		return 0, false
 	case q.ctx.Err() != nil:
-		marks.wait()
 		return 0, true
 	}
-	// The earlier messages' marks reset the failure count; they must
-	// land before this failure counts.
-	marks.wait()
-	q.recordFailure(due[failure.i], attempt[failure.i], now, failure.err)
+	q.recordFailure(failure.it.m, failure.it.attempt, now, failure.err)
 	return q.failed(b.Account), true
+}
+
+// wire is one sender's window on the device's connection: its MESSAGEs
+// from the oldest unanswered one on, in the order they were sent. A new one
+// may go out while fewer than perSender are in it, so no message goes out
+// more than perSender-1 places ahead of an unanswered one.
+type wire struct {
+	sent []sentSlot
+}
+
+type sentSlot struct {
+	seq      int64
+	answered bool
+}
+
+func (w *wire) answered(seq int64) {
+	for i := range w.sent {
+		if w.sent[i].seq == seq {
+			w.sent[i].answered = true
+		}
+	}
+	for len(w.sent) > 0 && w.sent[0].answered {
+		w.sent = w.sent[1:]
+	}
 }
 
 // recordFailure logs and counts a failed attempt and stores its error.
@@ -664,17 +755,28 @@ func (q *Queue) recordAttempts(msgs []store.Message, next time.Time) (errs []err
 }
 
 // marker marks delivered messages in the store in the background, so the
-// next message can go out while the write commits.
+// next message can go out while the write commits. At most maxMarking
+// marks are outstanding: past that, delivered waits, which holds the sends
+// back to the pace of the store.
 type marker struct {
 	q     *Queue
 	wg    sync.WaitGroup
+	slots chan struct{} // one per outstanding mark
 	mu    sync.Mutex
 	first error // first failed write; guarded by mu
 }
 
+const maxMarking = 2 * window
+
+func newMarker(q *Queue) *marker {
+	return &marker{q: q, slots: make(chan struct{}, maxMarking)}
+}
+
 func (mk *marker) delivered(m store.Message) {
+	mk.slots <- struct{}{}
 	mk.wg.Add(1)
 	go func() {
+		defer func() { <-mk.slots }()
 		defer mk.wg.Done()
 		if err := mk.q.delivered(m); err != nil {
 			mk.mu.Lock()

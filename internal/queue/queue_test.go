@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,7 +29,14 @@ type fakeSender struct {
 	reports   []store.Report
 }
 
-func (f *fakeSender) SendMessage(_ context.Context, _ registrar.Binding, d Delivery) error {
+// StartMessage decides the device's answer at once, in the order the
+// MESSAGEs are started (as a device answers them in the order they arrive).
+func (f *fakeSender) StartMessage(_ context.Context, _ registrar.Binding, d Delivery) (func() error, error) {
+	err := f.answer(d)
+	return func() error { return err }, nil
+}
+
+func (f *fakeSender) answer(d Delivery) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.attempts = append(f.attempts, d.Text)
@@ -128,7 +136,11 @@ func checkFor(t *testing.T, cond func() error) {
 }
 
 // A failing message holds back the ones behind it: order is never broken.
-func TestFailureKeepsOrder(t *testing.T) {
+// A refused message stops the sending: nothing is put on the wire after the
+// refusal, and the next pass, after the retry interval, sends the refused
+// one before anything newer. ("second" was already on the wire when
+// "first" was refused, and the device accepted it.)
+func TestFailureStopsSendingAndIsRetriedFirst(t *testing.T) {
 	f := newFixture(t)
 	f.sender.fail["first"] = 1
 	f.submit(t, "first")
@@ -140,13 +152,14 @@ func TestFailureKeepsOrder(t *testing.T) {
 		}
 		return nil
 	})
-	if delivered, attempts, _ := f.sender.snapshot(); len(delivered) != 0 || fmt.Sprint(attempts) != "[first]" {
+	f.submit(t, "third") // stored during the wait: goes out after the retry of "first"
+	if delivered, attempts, _ := f.sender.snapshot(); fmt.Sprint(delivered) != "[second]" || fmt.Sprint(attempts) != "[first second]" {
 		t.Fatalf("before the retry: delivered %q attempts %q", delivered, attempts)
 	}
 	f.clock.Advance(30 * time.Second)
 	checkFor(t, func() error {
-		if d, _, _ := f.sender.snapshot(); fmt.Sprint(d) != "[first second]" {
-			return fmt.Errorf("delivered %q", d)
+		if _, a, _ := f.sender.snapshot(); fmt.Sprint(a) != "[first second first third]" {
+			return fmt.Errorf("attempts %q", a)
 		}
 		return nil
 	})
@@ -225,11 +238,11 @@ type countingStore struct {
 	pending int
 }
 
-func (c *countingStore) Pending(ctx context.Context, to string, limit int) ([]store.Message, error) {
+func (c *countingStore) Pending(ctx context.Context, to string, after int64, limit int) ([]store.Message, error) {
 	c.mu.Lock()
 	c.pending++
 	c.mu.Unlock()
-	return c.Store.Pending(ctx, to, limit)
+	return c.Store.Pending(ctx, to, after, limit)
 }
 
 func (c *countingStore) listings() int {
@@ -286,64 +299,147 @@ func TestExpiredButUnsweptIsPassedOver(t *testing.T) {
 	}
 }
 
-// blockingSender holds every MESSAGE whose text is in hold until release
-// is closed, and records the order of sends and of answers.
+// blockingSender holds the answer to every MESSAGE whose text is in hold
+// until release is closed, and records the order in which MESSAGEs were
+// put on the wire (started) and answered.
 type blockingSender struct {
 	fakeSender
 	hold    map[string]bool
 	release chan struct{}
-	sent    chan string
+	started []string // guarded by fakeSender.mu
 }
 
-func (f *blockingSender) SendMessage(ctx context.Context, b registrar.Binding, d Delivery) error {
-	f.sent <- d.Text
-	if f.hold[d.Text] {
-		select {
-		case <-f.release:
-		case <-ctx.Done():
-			return ctx.Err()
+func (f *blockingSender) StartMessage(ctx context.Context, b registrar.Binding, d Delivery) (func() error, error) {
+	f.mu.Lock()
+	f.started = append(f.started, d.Text)
+	f.mu.Unlock()
+	return func() error {
+		if f.hold[d.Text] {
+			select {
+			case <-f.release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return f.fakeSender.answer(d)
+	}, nil
+}
+
+func (f *blockingSender) startedBy(from string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, text := range f.started {
+		if strings.HasPrefix(text, from+" ") {
+			out = append(out, text)
 		}
 	}
-	return f.fakeSender.SendMessage(ctx, b, d)
+	return out
 }
 
-// Messages of different senders go out side by side; each sender's next
-// message waits for the device's answer to its previous one.
-func TestSendersInFlightTogetherEachInOrder(t *testing.T) {
+// A sender's messages go on the wire in submission order, up to perSender
+// of them before the first is answered; another sender's go out beside
+// them.
+func TestSendersPipelinedEachInOrder(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	if err := f.store.CreateAccount(ctx, store.Account{Name: "carol", PasswordHash: "x", CreatedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
-	bs := &blockingSender{hold: map[string]bool{"alice 1": true}, release: make(chan struct{}), sent: make(chan string, 16)}
+	bs := &blockingSender{hold: map[string]bool{"alice 1": true}, release: make(chan struct{})}
 	f.q.o.Sender = bs
-	for _, s := range []Submission{
-		{From: "alice", Text: "alice 1"}, {From: "alice", Text: "alice 2"},
-		{From: "carol", Text: "carol 1"}, {From: "carol", Text: "carol 2"},
-	} {
-		s.ID, s.To = message.NewID(), "bob"
+	var alice []string
+	for i := 1; i <= perSender+2; i++ {
+		alice = append(alice, fmt.Sprintf("alice %d", i))
+	}
+	texts := append(slices.Clone(alice), "carol 1", "carol 2")
+	for _, text := range texts {
+		s := Submission{ID: message.NewID(), From: strings.Fields(text)[0], To: "bob", Text: text}
 		if _, _, err := f.q.Submit(ctx, s); err != nil {
 			t.Fatal(err)
 		}
 	}
 	f.goOnline("bob", false)
-	// While "alice 1" waits for its answer, carol's two go through.
+	// While "alice 1" waits for its answer: carol's two go through, and
+	// alice's next ones go out behind it, up to perSender on the wire.
 	checkFor(t, func() error {
-		if d, _, _ := bs.snapshot(); fmt.Sprint(d) != "[carol 1 carol 2]" {
-			return fmt.Errorf("delivered while alice 1 is outstanding: %q", d)
+		d, _, _ := bs.snapshot()
+		if !slices.Contains(d, "carol 2") || len(bs.startedBy("alice")) < perSender {
+			return fmt.Errorf("delivered %q, alice's started %q", d, bs.startedBy("alice"))
 		}
 		return nil
 	})
-	if _, attempts, _ := bs.snapshot(); slices.Contains(attempts, "alice 2") {
-		t.Fatalf("alice 2 sent before the answer to alice 1: attempts %q", attempts)
+	if got := bs.startedBy("alice"); !slices.Equal(got, alice[:perSender]) {
+		t.Fatalf("alice's on the wire while alice 1 is unanswered: %q, want %q", got, alice[:perSender])
+	}
+	if got := bs.startedBy("carol"); fmt.Sprint(got) != "[carol 1 carol 2]" {
+		t.Fatalf("carol's on the wire: %q", got)
 	}
 	close(bs.release)
 	checkFor(t, func() error {
-		if d, _, _ := bs.snapshot(); fmt.Sprint(d) != "[carol 1 carol 2 alice 1 alice 2]" {
+		if d, _, _ := bs.snapshot(); len(d) != len(texts) {
 			return fmt.Errorf("delivered %q", d)
 		}
 		return nil
 	})
+	if got := bs.startedBy("alice"); !slices.Equal(got, alice) {
+		t.Fatalf("alice's on the wire: %q, want %q", got, alice)
+	}
+}
+
+// A drain longer than several listing windows delivers every message once,
+// each sender's in order, listing each window once: the lister lists after
+// the last message it took, not again from the first one still enqueued.
+func TestDrainAcrossWindows(t *testing.T) {
+	f := newFixture(t)
+	cs := f.countListings(t, nil)
+	ctx := context.Background()
+	if err := f.store.CreateAccount(ctx, store.Account{Name: "carol", PasswordHash: "x", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3*window + 10
+	var want []string
+	for i := range n {
+		from := []string{"alice", "carol"}[i%2]
+		text := fmt.Sprintf("%s %d", from, i)
+		want = append(want, text)
+		if _, _, err := f.q.Submit(ctx, Submission{ID: message.NewID(), From: from, To: "bob", Text: text}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.goOnline("bob", false)
+	checkFor(t, func() error {
+		if d, _, _ := f.sender.snapshot(); len(d) != n || f.q.Busy("bob") {
+			return fmt.Errorf("delivered %d of %d", len(d), n)
+		}
+		return nil
+	})
+	_, attempts, _ := f.sender.snapshot()
+	if len(attempts) != n {
+		t.Fatalf("%d attempts for %d messages", len(attempts), n)
+	}
+	for _, from := range []string{"alice", "carol"} {
+		var got, wantFrom []string
+		for _, text := range attempts {
+			if strings.HasPrefix(text, from+" ") {
+				got = append(got, text)
+			}
+		}
+		for _, text := range want {
+			if strings.HasPrefix(text, from+" ") {
+				wantFrom = append(wantFrom, text)
+			}
+		}
+		if !slices.Equal(got, wantFrom) {
+			t.Fatalf("%s's messages out of order: %q", from, got)
+		}
+	}
+	if l := cs.listings(); l > n/window+2 {
+		t.Fatalf("%d listings for %d messages in windows of %d", l, n, window)
+	}
+	if p, err := f.store.Pending(ctx, "bob", 0, 0); err != nil || len(p) != 0 {
+		t.Fatalf("still pending: %d %v", len(p), err)
+	}
 }
 
 // A message for an online recipient with nothing else waiting is delivered

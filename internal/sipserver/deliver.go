@@ -27,14 +27,27 @@ func (e *deliveryError) Reason() string { return e.reason }
 
 var _ queue.ReasonError = (*deliveryError)(nil)
 
-// SendMessage delivers one message to the device of b over the connection it
-// registered on and waits for the final response.
-func (s *Server) SendMessage(ctx context.Context, b registrar.Binding, d queue.Delivery) error {
+// StartMessage writes a MESSAGE delivering d to the device of b, over the
+// connection it registered on, and returns without waiting for the answer;
+// wait blocks until the device's final response (nil only for a 2xx) or
+// until ctx ends. The write happens before StartMessage returns, so
+// MESSAGEs started one after another are on the wire, and reach the device,
+// in that order.
+func (s *Server) StartMessage(ctx context.Context, b registrar.Binding, d queue.Delivery) (wait func() error, err error) {
 	req, err := s.messageRequest(b, d)
+	if err != nil {
+		return nil, err
+	}
+	return s.start(ctx, b, req)
+}
+
+// SendMessage is StartMessage followed by its wait.
+func (s *Server) SendMessage(ctx context.Context, b registrar.Binding, d queue.Delivery) error {
+	wait, err := s.StartMessage(ctx, b, d)
 	if err != nil {
 		return err
 	}
-	return s.do(ctx, b, req)
+	return wait()
 }
 
 // messageRequest builds the MESSAGE that delivers d to the device of b.
@@ -96,23 +109,53 @@ func (s *Server) newRequest(b registrar.Binding, from string) (*sip.Request, err
 }
 
 func (s *Server) do(ctx context.Context, b registrar.Binding, req *sip.Request) error {
+	wait, err := s.start(ctx, b, req)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// start sends req in a new client transaction and returns the wait for its
+// final response.
+func (s *Server) start(ctx context.Context, b registrar.Binding, req *sip.Request) (wait func() error, err error) {
 	// The connection must still be there: the dialer is disabled, so this
 	// check only turns a certain failure into a clear "offline".
 	conn, err := s.ua.TransportLayer().GetConnection("tls", b.Source)
 	if err != nil {
-		return &deliveryError{"offline", fmt.Errorf("no connection from %s: %w", b.Source, err)}
+		return nil, &deliveryError{"offline", fmt.Errorf("no connection from %s: %w", b.Source, err)}
 	}
 	conn.Ref(-1) // GetConnection took a reference; the transaction takes its own
 
-	res, err := s.client.Do(ctx, req)
-	switch {
-	case err == nil && res.IsSuccess():
-		return nil
-	case err == nil:
-		return &deliveryError{"rejected", fmt.Errorf("device answered %d %s", res.StatusCode, res.Reason)}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, sip.ErrTransactionTimeout):
-		return &deliveryError{"timeout", err}
-	default:
-		return &deliveryError{"connection", err}
+	tx, err := s.client.TransactionRequest(ctx, req)
+	if err != nil {
+		return nil, sendError(err)
 	}
+	return func() error {
+		defer tx.Terminate()
+		for {
+			select {
+			case res := <-tx.Responses():
+				if res.IsProvisional() {
+					continue
+				}
+				if !res.IsSuccess() {
+					return &deliveryError{"rejected", fmt.Errorf("device answered %d %s", res.StatusCode, res.Reason)}
+				}
+				return nil
+			case <-tx.Done():
+				return sendError(tx.Err())
+			case <-ctx.Done():
+				return sendError(ctx.Err())
+			}
+		}
+	}, nil
+}
+
+// sendError names why a transaction ended without a final response.
+func sendError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sip.ErrTransactionTimeout) {
+		return &deliveryError{"timeout", err}
+	}
+	return &deliveryError{"connection", err}
 }

@@ -135,9 +135,12 @@ type Store interface {
 	Submit(ctx context.Context, m Message, maxPending int) (stored Message, created bool, err error)
 	// Message returns the message (From, ID) or ErrNotFound.
 	Message(ctx context.Context, from, id string) (Message, error)
-	// Pending returns up to limit enqueued messages for the recipient, in
-	// Seq order, with their sealed text.
-	Pending(ctx context.Context, to string, limit int) ([]Message, error)
+	// Pending returns up to limit enqueued messages for the recipient with
+	// a Seq above after (0: from the first), in Seq order, with their
+	// sealed text. A delivery run lists after the last message it has
+	// taken, so it never sees again one it has sent whose delivered mark
+	// has not committed yet.
+	Pending(ctx context.Context, to string, after int64, limit int) ([]Message, error)
 	// PendingRecipients lists the accounts that have enqueued messages or
 	// reports waiting for them.
 	PendingRecipients(ctx context.Context) ([]string, error)

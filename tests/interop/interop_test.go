@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -301,7 +302,7 @@ func (e *env) runChecks(pw map[string]string) {
 		e.bob.waitShown(t, wait, e.aor(carol), text)
 	})
 
-	e.check("linphonec gets a message stored while it was offline when it registers", L, func(t *testing.T) {
+	e.check("linphonec gets the messages stored while it was offline when it registers, in order", L, func(t *testing.T) {
 		e.needCarol(t)
 		e.carolOffline(t)
 	})
@@ -391,9 +392,10 @@ func noReports(t *testing.T, name, account string, trace []sipMsg) {
 	}
 }
 
-// carolOffline: linphonec un-registers and quits; a message to it waits on
-// the server; when linphonec starts again and registers, the message comes,
-// after the registration.
+// carolOffline: linphonec un-registers and quits; messages to it wait on
+// the server; when linphonec starts again and registers, they come, after
+// the registration, in submission order (the server puts several on the
+// connection before the first is answered).
 func (e *env) carolOffline(t *testing.T) {
 	l := e.carol
 	if err := l.send("unregister"); err != nil {
@@ -415,13 +417,17 @@ func (e *env) carolOffline(t *testing.T) {
 	})
 	l.waitStatus(t, wait, "registered=0")
 
-	text := e.text("dave to carol while offline")
-	id := e.dave.submit(t, carol, text)
+	const stored = 12
+	var texts, ids []string
+	for range stored {
+		text := e.text("dave to carol while offline")
+		texts, ids = append(texts, text), append(ids, e.dave.submit(t, carol, text))
+	}
 	// A negative can only be watched over a window: one second in which the
 	// server, having honoured the un-REGISTER, must not deliver over the
 	// connection linphonec still holds open.
 	if err := poll(time.Second, func() error {
-		if strings.Contains(l.output(), text) {
+		if strings.Contains(l.output(), texts[0]) {
 			return nil
 		}
 		return fmt.Errorf("not shown")
@@ -429,27 +435,43 @@ func (e *env) carolOffline(t *testing.T) {
 		t.Fatal("the server delivered to linphonec after it un-registered")
 	}
 	l.stop(t, 10*time.Second)
-	if st, err := e.dave.status(id); err != nil || st.Status != string(message.Enqueued) {
-		t.Fatalf("message to offline linphonec: status %q (%v), want enqueued", st.Status, err)
+	for _, id := range ids {
+		if st, err := e.dave.status(id); err != nil || st.Status != string(message.Enqueued) {
+			t.Fatalf("message to offline linphonec: status %q (%v), want enqueued", st.Status, err)
+		}
 	}
 
 	l.start(t)
 	l.waitRegistered(t, wait)
-	l.waitShown(t, wait, e.aor(dave), text)
+	for _, text := range texts {
+		l.waitShown(t, wait, e.aor(dave), text)
+	}
 	tr := l.trace()
 	ok := registerResponses(tr)
-	var delivered *sipMsg
+	var delivered []sipMsg
 	for _, m := range receivedMessages(tr, carol) {
-		if strings.Contains(m.Body, text) {
-			delivered = &m
-			break
+		if slices.ContainsFunc(texts, func(text string) bool { return strings.Contains(m.Body, text) }) {
+			delivered = append(delivered, m)
 		}
 	}
-	if delivered == nil || len(ok) == 0 || ok[0].Line > delivered.Line {
-		t.Fatalf("the stored message did not come after the registration; trace:\n%s", traceTail(tr, 10))
+	if len(delivered) < stored || len(ok) == 0 || ok[0].Line > delivered[0].Line {
+		t.Fatalf("the stored messages did not all come after the registration; trace:\n%s", traceTail(tr, 10))
 	}
-	e.checkDelivery(t, tr, carol, dave, text, id)
-	e.dave.waitStatus(t, wait, id, message.Delivered)
+	for i, text := range texts {
+		if !strings.Contains(delivered[i].Body, text) {
+			t.Fatalf("linphonec received the stored messages out of order: #%d is %q, want %q", i, delivered[i].Body, text)
+		}
+	}
+	out := l.output()
+	for i := 1; i < stored; i++ {
+		if strings.Index(out, texts[i-1]) > strings.Index(out, texts[i]) {
+			t.Fatalf("linphonec showed %q before %q", texts[i], texts[i-1])
+		}
+	}
+	for i, text := range texts {
+		e.checkDelivery(t, tr, carol, dave, text, ids[i])
+		e.dave.waitStatus(t, wait, ids[i], message.Delivered)
+	}
 }
 
 func mustCSeq(m sipMsg) int { n, _ := m.cseq(); return n }

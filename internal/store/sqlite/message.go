@@ -104,9 +104,9 @@ func (s *Store) Message(ctx context.Context, from, id string) (store.Message, er
 }
 
 // Pending returns up to limit (<= 0: all) enqueued messages for the
-// recipient in Seq order, with their sealed text.
-func (s *Store) Pending(ctx context.Context, to string, limit int) ([]store.Message, error) {
-	out, err := scanMessages(s.rs.pending.QueryContext(ctx, to, limitArg(limit)))
+// recipient with a Seq above after, in Seq order, with their sealed text.
+func (s *Store) Pending(ctx context.Context, to string, after int64, limit int) ([]store.Message, error) {
+	out, err := scanMessages(s.rs.pending.QueryContext(ctx, to, after, limitArg(limit)))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite store: listing pending messages for %q: %w", to, err)
 	}

@@ -28,7 +28,7 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 		sql string
 	}{
 		{&r.message, "SELECT " + messageCols + " FROM messages WHERE from_acct = ? AND id = ?"},
-		{&r.pending, "SELECT " + messageCols + " FROM messages WHERE to_acct = ? AND status = 'enqueued' ORDER BY seq LIMIT ?"},
+		{&r.pending, "SELECT " + messageCols + " FROM messages WHERE to_acct = ? AND status = 'enqueued' AND seq > ? ORDER BY seq LIMIT ?"},
 		{&r.tokenByHash, "SELECT hash, account, created_at, expires_at FROM tokens WHERE hash = ? AND expires_at > ?"},
 		{&r.pendingReports, "SELECT " + reportCols + " FROM reports WHERE to_acct = ? ORDER BY seq LIMIT ?"},
 		{&r.dataKey, "SELECT wrapped FROM data_keys WHERE period = ?"},

@@ -188,7 +188,7 @@ func TestMigrationFromVersion1(t *testing.T) {
 	ctx := t.Context()
 	path := databaseAt(t, 1, enqueuedRow(1, 2))
 	s := openAt(t, path, Options{})
-	if p, err := s.Pending(ctx, "bob", 10); err != nil || len(p) != 1 || p[0].ID != "id-1" {
+	if p, err := s.Pending(ctx, "bob", 0, 10); err != nil || len(p) != 1 || p[0].ID != "id-1" {
 		t.Fatalf("Pending after migration = %+v, %v; want the message of version 1", p, err)
 	}
 	if n, err := s.CountPending(ctx); err != nil || n != 1 {
@@ -352,7 +352,7 @@ func TestBatchIsolatesFailures(t *testing.T) {
 	if len(got) != 1 || got[0] != 6 {
 		t.Errorf("batches = %v, want one batch of 6", got)
 	}
-	p, err := s.Pending(ctx, "bob", 0)
+	p, err := s.Pending(ctx, "bob", 0, 0)
 	if err != nil || len(p) != 2 || string(p[0].Sealed) != "one" || string(p[1].Sealed) != "two" {
 		t.Errorf("Pending(bob) = %d messages, %v; want one and two", len(p), err)
 	}

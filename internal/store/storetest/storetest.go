@@ -171,7 +171,7 @@ func ids(ms []store.Message) []string {
 
 func pendingIDs(t *testing.T, s store.Store, to string, limit int) []string {
 	t.Helper()
-	ms, err := s.Pending(t.Context(), to, limit)
+	ms, err := s.Pending(t.Context(), to, 0, limit)
 	if err != nil {
 		t.Fatalf("Pending(%q): %v", to, err)
 	}
@@ -684,7 +684,7 @@ func testConcurrentSubmits(t *testing.T, s store.Store) {
 	}
 	total := 0
 	for _, r := range rcpts {
-		ms, err := s.Pending(t.Context(), r, 0)
+		ms, err := s.Pending(t.Context(), r, 0, 0)
 		if err != nil {
 			t.Fatalf("Pending(%s): %v", r, err)
 		}
@@ -711,7 +711,7 @@ func testPendingOrder(t *testing.T, s store.Store) {
 	if !(m1.Seq < m2.Seq && m2.Seq < m3.Seq) {
 		t.Fatalf("Seqs %d %d %d do not follow submission order", m1.Seq, m2.Seq, m3.Seq)
 	}
-	got, err := s.Pending(ctx, "bob", 0)
+	got, err := s.Pending(ctx, "bob", 0, 0)
 	if err != nil {
 		t.Fatalf("Pending: %v", err)
 	}
@@ -723,6 +723,24 @@ func testPendingOrder(t *testing.T, s store.Store) {
 	}
 	if p := pendingIDs(t, s, "bob", 2); !slices.Equal(p, ids([]store.Message{m1, m2})) {
 		t.Errorf("Pending(bob, limit 2) = %v, want the first two", p)
+	}
+	for _, c := range []struct {
+		after int64
+		limit int
+		want  []store.Message
+	}{
+		{m1.Seq, 0, []store.Message{m2, m3}},
+		{m1.Seq, 1, []store.Message{m2}},
+		{m2.Seq - 1, 0, []store.Message{m2, m3}},
+		{m3.Seq, 0, nil},
+	} {
+		got, err := s.Pending(ctx, "bob", c.after, c.limit)
+		if err != nil {
+			t.Fatalf("Pending(bob, after %d): %v", c.after, err)
+		}
+		if !slices.Equal(ids(got), ids(c.want)) {
+			t.Errorf("Pending(bob, after %d, limit %d) = %v, want %v", c.after, c.limit, ids(got), ids(c.want))
+		}
 	}
 	if err := s.MarkDelivered(ctx, "carol", m2.ID, t0.Add(time.Minute)); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
@@ -746,7 +764,7 @@ func testRecordAttempt(t *testing.T, s store.Store) {
 	want := m
 	want.Attempts, want.NextAttempt, want.LastError = 2, next, "timeout after 12s"
 	sameMessage(t, "Message after RecordAttempt", getMessage(t, s, "alice", m.ID), want)
-	p, err := s.Pending(ctx, "bob", 0)
+	p, err := s.Pending(ctx, "bob", 0, 0)
 	if err != nil || len(p) != 1 {
 		t.Fatalf("Pending(bob) = %v, %v; want the message", ids(p), err)
 	}
