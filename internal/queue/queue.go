@@ -573,7 +573,10 @@ func (q *Queue) send(b registrar.Binding, windows <-chan listed) (wait time.Dura
 		err error
 	}
 	marks := newMarker(q)
-	done := make(chan result, maxInFlight)
+	// Unbuffered: an answer waits for the loop below, which receives until
+	// nothing is in flight. (A buffer of maxInFlight would be allocated by
+	// every pass, and most passes deliver one message.)
+	done := make(chan result)
 	onWire := make(map[string]*wire)
 	inFlight := 0
 	var waiting []item   // in order, not yet sent
@@ -640,18 +643,17 @@ func (q *Queue) send(b registrar.Binding, windows <-chan listed) (wait time.Dura
 				q.o.Log.Error("opening sealed message", "id", m.ID, "err", err)
 				continue
 			}
-			w.sent = append(w.sent, sentSlot{seq: m.Seq})
-			inFlight++
 			// Started here, one after another, so that the writes keep
 			// the order; only the waits for the answers run apart.
 			ctx, cancel := context.WithTimeout(q.ctx, q.o.AttemptTimeout)
 			answer, err := q.o.Sender.StartMessage(ctx, b, Delivery{ID: m.ID, From: m.From, To: m.To, Text: text, SubmittedAt: m.SubmittedAt})
 			if err != nil {
 				cancel()
-				failure = &result{it, err}
-				done <- *failure // room: inFlight <= maxInFlight
+				failure = &result{it, err} // not sent: nothing goes out after it
 				continue
 			}
+			w.sent = append(w.sent, sentSlot{seq: m.Seq})
+			inFlight++
 			go func() {
 				defer cancel()
 				done <- result{it, answer()}
@@ -672,7 +674,7 @@ func (q *Queue) send(b registrar.Binding, windows <-chan listed) (wait time.Dura
 		}
 		if failure == nil {
 			failure = &r
-		} else if failure.it.m.Seq != r.it.m.Seq && q.ctx.Err() == nil {
+		} else if q.ctx.Err() == nil {
 			// A second failure among messages already in flight: its
 			// attempt is counted; keep its error for the operator.
 			q.recordFailure(r.it.m, r.it.attempt, now, r.err)
@@ -755,29 +757,45 @@ func (q *Queue) recordAttempts(msgs []store.Message, next time.Time) (errs []err
 }
 
 // marker marks delivered messages in the store in the background, so the
-// next message can go out while the write commits. At most maxMarking
-// marks are outstanding: past that, delivered waits, which holds the sends
-// back to the pace of the store.
+// next message can go out while the write commits. Its workers each make
+// one mark at a time, and marks made together share a commit; a worker
+// takes the next message when it is done, so a drain reuses them instead
+// of starting a goroutine per message. At most maxMarking are outstanding:
+// past that, delivered waits, which holds the sends back to the pace of
+// the store. Only one goroutine calls delivered.
 type marker struct {
-	q     *Queue
-	wg    sync.WaitGroup
-	slots chan struct{} // one per outstanding mark
-	mu    sync.Mutex
-	first error // first failed write; guarded by mu
+	q       *Queue
+	work    chan store.Message // to an idle worker
+	workers int
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	first   error // first failed write; guarded by mu
 }
 
 const maxMarking = 2 * window
 
 func newMarker(q *Queue) *marker {
-	return &marker{q: q, slots: make(chan struct{}, maxMarking)}
+	return &marker{q: q, work: make(chan store.Message)}
 }
 
 func (mk *marker) delivered(m store.Message) {
-	mk.slots <- struct{}{}
-	mk.wg.Add(1)
-	go func() {
-		defer func() { <-mk.slots }()
-		defer mk.wg.Done()
+	select {
+	case mk.work <- m: // an idle worker took it
+		return
+	default:
+	}
+	if mk.workers < maxMarking {
+		mk.workers++
+		mk.wg.Add(1)
+		go mk.worker(m)
+		return
+	}
+	mk.work <- m
+}
+
+func (mk *marker) worker(m store.Message) {
+	defer mk.wg.Done()
+	for ok := true; ok; m, ok = <-mk.work {
 		if err := mk.q.delivered(m); err != nil {
 			mk.mu.Lock()
 			if mk.first == nil {
@@ -785,13 +803,13 @@ func (mk *marker) delivered(m store.Message) {
 			}
 			mk.mu.Unlock()
 		}
-	}()
+	}
 }
 
-// wait waits for every write started and returns the first failure. A
-// pass waits before it lists the store again, so it never sees a message
-// it has delivered still pending.
+// wait waits for every mark and returns the first failure; the marker is
+// done with after it.
 func (mk *marker) wait() error {
+	close(mk.work)
 	mk.wg.Wait()
 	mk.mu.Lock()
 	defer mk.mu.Unlock()

@@ -24,6 +24,7 @@ import (
 type fakeSender struct {
 	mu        sync.Mutex
 	fail      map[string]int
+	failStart map[string]int
 	delivered []string // texts, in the order the device accepted them
 	attempts  []string // texts, every attempt
 	reports   []store.Report
@@ -31,7 +32,16 @@ type fakeSender struct {
 
 // StartMessage decides the device's answer at once, in the order the
 // MESSAGEs are started (as a device answers them in the order they arrive).
+// A text in failStart is not sent at all, as when the connection is gone.
 func (f *fakeSender) StartMessage(_ context.Context, _ registrar.Binding, d Delivery) (func() error, error) {
+	f.mu.Lock()
+	if f.failStart[d.Text] > 0 {
+		f.failStart[d.Text]--
+		f.attempts = append(f.attempts, d.Text)
+		f.mu.Unlock()
+		return nil, errors.New("no connection")
+	}
+	f.mu.Unlock()
 	err := f.answer(d)
 	return func() error { return err }, nil
 }
@@ -89,7 +99,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{clock: clock.NewFake(t0), sender: &fakeSender{fail: map[string]int{}}, online: map[string]registrar.Binding{}, store: st}
+	f := &fixture{clock: clock.NewFake(t0), sender: &fakeSender{fail: map[string]int{}, failStart: map[string]int{}}, online: map[string]registrar.Binding{}, store: st}
 	f.q = New(Options{
 		Store: st, Sealer: sl, Sender: f.sender, Clock: f.clock,
 		Lookup: func(a string) (registrar.Binding, bool) {
@@ -160,6 +170,32 @@ func TestFailureStopsSendingAndIsRetriedFirst(t *testing.T) {
 	checkFor(t, func() error {
 		if _, a, _ := f.sender.snapshot(); fmt.Sprint(a) != "[first second first third]" {
 			return fmt.Errorf("attempts %q", a)
+		}
+		return nil
+	})
+}
+
+// A MESSAGE that cannot even be sent fails like a refused one: nothing
+// goes out after it, and it is retried first.
+func TestUnsentMessageStopsSending(t *testing.T) {
+	f := newFixture(t)
+	f.sender.failStart["first"] = 1
+	f.submit(t, "first")
+	f.submit(t, "second")
+	f.goOnline("bob", false)
+	checkFor(t, func() error {
+		if !f.clock.HasTimerAt(t0.Add(30 * time.Second)) {
+			return errors.New("retry not scheduled")
+		}
+		return nil
+	})
+	if delivered, attempts, _ := f.sender.snapshot(); len(delivered) != 0 || fmt.Sprint(attempts) != "[first]" {
+		t.Fatalf("before the retry: delivered %q attempts %q", delivered, attempts)
+	}
+	f.clock.Advance(30 * time.Second)
+	checkFor(t, func() error {
+		if d, _, _ := f.sender.snapshot(); fmt.Sprint(d) != "[first second]" {
+			return fmt.Errorf("delivered %q", d)
 		}
 		return nil
 	})
