@@ -145,60 +145,49 @@ func checkFor(t *testing.T, cond func() error) {
 	}
 }
 
-// A failing message holds back the ones behind it: order is never broken.
-// A refused message stops the sending: nothing is put on the wire after the
-// refusal, and the next pass, after the retry interval, sends the refused
-// one before anything newer. ("second" was already on the wire when
-// "first" was refused, and the device accepted it.)
+// A failed message stops the sending: nothing is put on the wire after the
+// failure, and the next pass, after the retry interval, sends the failed
+// one before anything newer. A refused one ("first", answered 500) already
+// had "second" on the wire behind it, which the device accepted; one that
+// could not be sent at all (no connection) had nothing behind it.
 func TestFailureStopsSendingAndIsRetriedFirst(t *testing.T) {
-	f := newFixture(t)
-	f.sender.fail["first"] = 1
-	f.submit(t, "first")
-	f.submit(t, "second")
-	f.goOnline("bob", false)
-	checkFor(t, func() error {
-		if !f.clock.HasTimerAt(t0.Add(30 * time.Second)) {
-			return errors.New("retry not scheduled")
-		}
-		return nil
-	})
-	f.submit(t, "third") // stored during the wait: goes out after the retry of "first"
-	if delivered, attempts, _ := f.sender.snapshot(); fmt.Sprint(delivered) != "[second]" || fmt.Sprint(attempts) != "[first second]" {
-		t.Fatalf("before the retry: delivered %q attempts %q", delivered, attempts)
+	for _, c := range []struct {
+		name                            string
+		unsent                          bool
+		delivered, attempts, afterRetry string
+	}{
+		{"refused", false, "[second]", "[first second]", "[first second first third]"},
+		{"not sent", true, "[]", "[first]", "[first first second third]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			if c.unsent {
+				f.sender.failStart["first"] = 1
+			} else {
+				f.sender.fail["first"] = 1
+			}
+			f.submit(t, "first")
+			f.submit(t, "second")
+			f.goOnline("bob", false)
+			checkFor(t, func() error {
+				if !f.clock.HasTimerAt(t0.Add(30 * time.Second)) {
+					return errors.New("retry not scheduled")
+				}
+				return nil
+			})
+			f.submit(t, "third") // stored during the wait: goes out after the retry of "first"
+			if d, a, _ := f.sender.snapshot(); fmt.Sprint(d) != c.delivered || fmt.Sprint(a) != c.attempts {
+				t.Fatalf("before the retry: delivered %q attempts %q", d, a)
+			}
+			f.clock.Advance(30 * time.Second)
+			checkFor(t, func() error {
+				if _, a, _ := f.sender.snapshot(); fmt.Sprint(a) != c.afterRetry {
+					return fmt.Errorf("attempts %q", a)
+				}
+				return nil
+			})
+		})
 	}
-	f.clock.Advance(30 * time.Second)
-	checkFor(t, func() error {
-		if _, a, _ := f.sender.snapshot(); fmt.Sprint(a) != "[first second first third]" {
-			return fmt.Errorf("attempts %q", a)
-		}
-		return nil
-	})
-}
-
-// A MESSAGE that cannot even be sent fails like a refused one: nothing
-// goes out after it, and it is retried first.
-func TestUnsentMessageStopsSending(t *testing.T) {
-	f := newFixture(t)
-	f.sender.failStart["first"] = 1
-	f.submit(t, "first")
-	f.submit(t, "second")
-	f.goOnline("bob", false)
-	checkFor(t, func() error {
-		if !f.clock.HasTimerAt(t0.Add(30 * time.Second)) {
-			return errors.New("retry not scheduled")
-		}
-		return nil
-	})
-	if delivered, attempts, _ := f.sender.snapshot(); len(delivered) != 0 || fmt.Sprint(attempts) != "[first]" {
-		t.Fatalf("before the retry: delivered %q attempts %q", delivered, attempts)
-	}
-	f.clock.Advance(30 * time.Second)
-	checkFor(t, func() error {
-		if d, _, _ := f.sender.snapshot(); fmt.Sprint(d) != "[first second]" {
-			return fmt.Errorf("delivered %q", d)
-		}
-		return nil
-	})
 }
 
 func TestOfflineRecipientGetsNoAttempt(t *testing.T) {
