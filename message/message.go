@@ -67,7 +67,16 @@ func CheckText(text string) error {
 
 // CountChars returns the number of user-perceived characters in text.
 func CountChars(text string) int {
-	return uniseg.GraphemeClusterCount(text)
+	for i := 0; i < len(text); i++ {
+		if text[i] >= utf8.RuneSelf {
+			return uniseg.GraphemeClusterCount(text)
+		}
+	}
+	// Plain ASCII, most messages: every character is a cluster of its own
+	// except CR LF, which is one (UAX #29 rule GB3). Counting so takes a
+	// few nanoseconds where the segmenter takes microseconds, and that was
+	// 8 % of the server's CPU when storing messages sent over SIP.
+	return len(text) - strings.Count(text, "\r\n")
 }
 
 // isForbiddenControl reports whether r is a control character other than line

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/rivo/uniseg"
 )
 
 func TestCheckText(t *testing.T) {
@@ -70,6 +72,27 @@ func TestCheckIDAndAccount(t *testing.T) {
 	for _, bad := range []string{"", "Alice", ".bob", "-x", "a b", "a@b", strings.Repeat("a", 65)} {
 		if CheckAccount(bad) == nil {
 			t.Errorf("account %q accepted", bad)
+		}
+	}
+}
+
+// FuzzCountChars: the ASCII shortcut of CountChars counts as the
+// segmenter does.
+func FuzzCountChars(f *testing.F) {
+	for _, s := range []string{"hello", "a\r\nb", "\r\r\n\n", "\n\r", "👍🏽 ok", "e\u0301", "\x00\x7f"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := CountChars(s), uniseg.GraphemeClusterCount(s); got != want {
+			t.Fatalf("CountChars(%q) = %d, the segmenter counts %d", s, got, want)
+		}
+	})
+}
+
+func TestCountCharsASCII(t *testing.T) {
+	for s, want := range map[string]int{"": 0, "abc": 3, "a\r\nb": 3, "\r\r\n\n": 3, "\n\r": 2, strings.Repeat("x", 160): 160} {
+		if got := CountChars(s); got != want || got != uniseg.GraphemeClusterCount(s) {
+			t.Errorf("CountChars(%q) = %d, want %d", s, got, want)
 		}
 	}
 }
