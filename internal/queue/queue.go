@@ -481,10 +481,15 @@ func (q *Queue) pass(account string) time.Duration {
 // listed is a window of pending messages, in order, whose attempts have been
 // recorded, or the error that ended the listing.
 type listed struct {
-	msgs     []store.Message
-	recorded []error // per message: recording its attempt
-	attempt  []int   // per message: the attempt number recorded
-	err      error
+	items []toSend
+	err   error
+}
+
+// toSend is a pending message whose attempt has been recorded.
+type toSend struct {
+	m        store.Message
+	recorded error // recording the attempt: nil, ErrNotFound (delivered or expired meanwhile) or a failure
+	attempt  int   // the attempt number recorded
 }
 
 // listAhead lists the account's pending messages a window at a time, each
@@ -512,7 +517,7 @@ func (q *Queue) listAhead(ctx context.Context, account string) <-chan listed {
 			}
 			after = msgs[len(msgs)-1].Seq
 			l := q.prepare(msgs)
-			if len(l.msgs) > 0 {
+			if len(l.items) > 0 {
 				select {
 				case ch <- l:
 				case <-ctx.Done():
@@ -542,7 +547,11 @@ func (q *Queue) prepare(msgs []store.Message) listed {
 		}
 	}
 	recorded, attempt := q.recordAttempts(due, now.Add(q.o.RetryInterval))
-	return listed{msgs: due, recorded: recorded, attempt: attempt}
+	items := make([]toSend, len(due))
+	for i, m := range due {
+		items[i] = toSend{m, recorded[i], attempt[i]}
+	}
+	return listed{items: items}
 }
 
 // send delivers the messages of windows, in order, to b's device, marking
@@ -553,9 +562,9 @@ func (q *Queue) prepare(msgs []store.Message) listed {
 // messages are put on the device's one connection in submission order, so
 // they reach the device in that order, at most perSender-1 places ahead of
 // its oldest unanswered one (wire), and the messages of different senders
-// go out side by side, up to maxInFlight in all. A drain is then bound by the device's
-// answers arriving, not by one round trip per message, which on a mobile
-// network is the difference between seconds and minutes. The first
+// go out side by side, up to maxInFlight in all. A drain is then bound by
+// the device's answers arriving, not by one round trip per message, which
+// on a mobile network is the difference between seconds and minutes. The first
 // failure stops all further sending; messages already on the wire are
 // still answered and, if accepted, marked delivered. So a refused message
 // is retried after later ones of its sender that the device accepted: the
@@ -563,13 +572,8 @@ func (q *Queue) prepare(msgs []store.Message) listed {
 // arrival order (client/history.go), a plain SIP phone shows the retried
 // one last.
 func (q *Queue) send(b registrar.Binding, windows <-chan listed) (wait time.Duration, stop bool) {
-	type item struct {
-		m        store.Message
-		recorded error
-		attempt  int
-	}
 	type result struct {
-		it  item
+		it  toSend
 		err error
 	}
 	marks := newMarker(q)
@@ -579,7 +583,7 @@ func (q *Queue) send(b registrar.Binding, windows <-chan listed) (wait time.Dura
 	done := make(chan result)
 	onWire := make(map[string]*wire)
 	inFlight := 0
-	var waiting []item   // in order, not yet sent
+	var waiting []toSend // in order, not yet sent
 	more := true         // windows may bring more
 	var failure *result  // the first failed attempt; no more sends after it
 	storeFailed := false // recording an attempt or listing failed
@@ -587,6 +591,7 @@ func (q *Queue) send(b registrar.Binding, windows <-chan listed) (wait time.Dura
 	for {
 		// Take the next window when the sends would otherwise run dry
 		// (waiting for it only when nothing else is going on).
+	take:
 		for more && len(waiting) < window && failure == nil && !storeFailed {
 			var l listed
 			if inFlight == 0 && len(waiting) == 0 {
@@ -595,20 +600,15 @@ func (q *Queue) send(b registrar.Binding, windows <-chan listed) (wait time.Dura
 				select {
 				case l, more = <-windows:
 				default:
-				}
-				if more && l.msgs == nil && l.err == nil {
-					break // none ready yet
+					break take // none ready yet
 				}
 			}
-			if !more {
-				break
-			}
-			if l.err != nil {
+			switch {
+			case !more:
+			case l.err != nil:
 				storeFailed = true
-				break
-			}
-			for i, m := range l.msgs {
-				waiting = append(waiting, item{m, l.recorded[i], l.attempt[i]})
+			default:
+				waiting = append(waiting, l.items...)
 			}
 		}
 		// Send, in order, what each sender may still put on the wire. A

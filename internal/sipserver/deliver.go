@@ -41,15 +41,6 @@ func (s *Server) StartMessage(ctx context.Context, b registrar.Binding, d queue.
 	return s.start(ctx, b, req)
 }
 
-// SendMessage is StartMessage followed by its wait.
-func (s *Server) SendMessage(ctx context.Context, b registrar.Binding, d queue.Delivery) error {
-	wait, err := s.StartMessage(ctx, b, d)
-	if err != nil {
-		return err
-	}
-	return wait()
-}
-
 // messageRequest builds the MESSAGE that delivers d to the device of b.
 func (s *Server) messageRequest(b registrar.Binding, d queue.Delivery) (*sip.Request, error) {
 	req, err := s.newRequest(b, d.From)
