@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -123,6 +124,55 @@ func TestOfflineThenDeliveredInOrderOnRegister(t *testing.T) {
 	}
 	for _, id := range ids {
 		waitStatus(t, s, tok, id, "delivered")
+	}
+}
+
+// A drain in which the device refuses one MESSAGE while others of the
+// same sender are on the wire loses nothing and shows nothing twice: the
+// refused one stays enqueued, is retried after the interval, and the
+// conversation in Submitted-At order is the submission order.
+func TestDrainWithRefusalLosesNothing(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	s, tok := newPair(t, servertest.WithFakeClock(t0), hourlySweep)
+	const n = 20
+	var ids, texts []string
+	for i := range n {
+		id, text := message.NewID(), fmt.Sprintf("stored %02d", i)
+		if code, _, e := submit(t, s, tok, id, "bob", text); code != 202 {
+			t.Fatalf("submit %d: %d %+v", i, code, e)
+		}
+		ids, texts = append(ids, id), append(texts, text)
+		s.Clock.Advance(time.Millisecond) // distinct submission times, as a real clock gives
+	}
+	t0 = s.Clock.Now()
+	bob := s.NewDevice(t, "bob", "bob-pw")
+	bob.AnswerNext(200, 200, 200, 500) // the fourth MESSAGE it handles is refused
+	mustRegister(t, bob, false)
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		if !s.Clock.HasTimerAt(t0.Add(30 * time.Second)) {
+			return errors.New("no retry scheduled after the refusal")
+		}
+		return nil
+	})
+	if got := len(bob.Texts()); got >= n {
+		t.Fatalf("bob has all %d messages before the retry, though one was refused", got)
+	}
+	s.Clock.Advance(30 * time.Second)
+	for _, id := range ids {
+		waitStatus(t, s, tok, id, "delivered")
+	}
+	got := bob.Received()
+	slices.SortStableFunc(got, func(a, b servertest.Received) int {
+		ta, _ := time.Parse(time.RFC3339Nano, a.SubmittedAt)
+		tb, _ := time.Parse(time.RFC3339Nano, b.SubmittedAt)
+		return ta.Compare(tb)
+	})
+	var shown []string
+	for _, r := range got {
+		shown = append(shown, r.Body)
+	}
+	if fmt.Sprint(shown) != fmt.Sprint(texts) {
+		t.Fatalf("bob's messages in Submitted-At order: %q, want each once, %q", shown, texts)
 	}
 }
 
