@@ -757,51 +757,72 @@ func (q *Queue) recordAttempts(msgs []store.Message, next time.Time) (errs []err
 }
 
 // marker marks delivered messages in the store in the background, so the
-// next message can go out while the write commits. Its workers each make
-// one mark at a time, and marks made together share a commit; a worker
-// takes the next message when it is done, so a drain reuses them instead
-// of starting a goroutine per message. At most maxMarking are outstanding:
-// past that, delivered waits, which holds the sends back to the pace of
-// the store. Only one goroutine calls delivered.
+// next message can go out while the write commits. One goroutine writes
+// the marks: each write takes every message delivered since the last one
+// began, in one call to the store (MarkDeliveredAll), so a drain makes a
+// few writes per commit instead of an op and a goroutine per message. At
+// most maxMarking messages wait for it: past that, delivered waits, which
+// holds the sends back to the pace of the store. Only one goroutine calls
+// delivered, and then wait. (Nothing here is sized by maxMarking but the
+// semaphore of empty structs: most passes mark one message.)
 type marker struct {
 	q       *Queue
-	work    chan store.Message // to an idle worker
-	workers int
-	wg      sync.WaitGroup
+	slots   chan struct{} // one per message delivered and not yet written
+	wake    chan struct{} // 1-buffered: there is something to look at
+	started bool
+	done    chan struct{}
+
 	mu      sync.Mutex
-	first   error // first failed write; guarded by mu
+	pending []store.Message // guarded by mu
+	closed  bool            // guarded by mu: wait was called
+	first   error           // first failed write; read after done is closed
 }
 
 const maxMarking = 2 * window
 
 func newMarker(q *Queue) *marker {
-	return &marker{q: q, work: make(chan store.Message)}
+	return &marker{q: q, slots: make(chan struct{}, maxMarking), wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 func (mk *marker) delivered(m store.Message) {
-	select {
-	case mk.work <- m: // an idle worker took it
-		return
-	default:
+	mk.slots <- struct{}{}
+	mk.mu.Lock()
+	mk.pending = append(mk.pending, m)
+	mk.mu.Unlock()
+	if !mk.started {
+		mk.started = true
+		go mk.run()
 	}
-	if mk.workers < maxMarking {
-		mk.workers++
-		mk.wg.Add(1)
-		go mk.worker(m)
-		return
-	}
-	mk.work <- m
+	mk.signal()
 }
 
-func (mk *marker) worker(m store.Message) {
-	defer mk.wg.Done()
-	for ok := true; ok; m, ok = <-mk.work {
-		if err := mk.q.delivered(m); err != nil {
-			mk.mu.Lock()
-			if mk.first == nil {
+func (mk *marker) signal() {
+	select {
+	case mk.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (mk *marker) run() {
+	defer close(mk.done)
+	for range mk.wake {
+		mk.mu.Lock()
+		ms, closed := mk.pending, mk.closed
+		mk.pending = nil
+		mk.mu.Unlock()
+		if len(ms) > 0 {
+			if err := mk.q.delivered(ms); err != nil && mk.first == nil {
 				mk.first = err
 			}
-			mk.mu.Unlock()
+			for range ms {
+				<-mk.slots
+			}
+		}
+		if closed && len(ms) == 0 {
+			return
+		}
+		if closed {
+			mk.signal() // look once more: the last call may have raced the close
 		}
 	}
 }
@@ -809,25 +830,36 @@ func (mk *marker) worker(m store.Message) {
 // wait waits for every mark and returns the first failure; the marker is
 // done with after it.
 func (mk *marker) wait() error {
-	close(mk.work)
-	mk.wg.Wait()
 	mk.mu.Lock()
-	defer mk.mu.Unlock()
+	mk.closed = true
+	mk.mu.Unlock()
+	if !mk.started {
+		return nil
+	}
+	mk.signal()
+	<-mk.done
 	return mk.first
 }
 
-// delivered records that the device accepted m.
-func (q *Queue) delivered(m store.Message) error {
+// delivered records that the device accepted ms.
+func (q *Queue) delivered(ms []store.Message) error {
 	at := q.o.Clock.Now()
-	err := q.o.Store.MarkDelivered(q.ctx, m.From, m.ID, at)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		// The device has it; the store could not record that. The
-		// next pass delivers it again and the device drops the
-		// duplicate id, so nothing is lost and nothing is shown twice.
-		q.o.Log.Error("marking message delivered", "id", m.ID, "err", err)
+	keys := make([]store.Key, len(ms))
+	for i, m := range ms {
+		keys[i] = store.Key{From: m.From, ID: m.ID}
+	}
+	errs, err := q.o.Store.MarkDeliveredAll(q.ctx, keys, at)
+	if err != nil {
+		// The device has them; the store could not record that. The
+		// next pass delivers them again and the device drops the
+		// duplicate ids, so nothing is lost and nothing is shown twice.
+		q.o.Log.Error("marking messages delivered", "count", len(ms), "first_id", ms[0].ID, "err", err)
 		return err
 	}
-	if err == nil {
+	for i, m := range ms {
+		if errs[i] != nil { // ErrNotFound: delivered or expired meanwhile
+			continue
+		}
 		if q.o.Metrics != nil {
 			q.o.Metrics.Delivered.Inc()
 			q.o.Metrics.DeliveryLatency.Observe(at.Sub(m.SubmittedAt).Seconds())
@@ -841,10 +873,12 @@ func (q *Queue) delivered(m store.Message) error {
 		}
 	}
 	q.mu.Lock()
-	if r := q.runs[m.To]; r != nil {
-		r.failed = 0
+	for _, m := range ms {
+		if r := q.runs[m.To]; r != nil {
+			r.failed = 0
+		}
+		delete(q.fresh, freshKey(m.From, m.ID))
 	}
-	delete(q.fresh, freshKey(m.From, m.ID))
 	q.mu.Unlock()
 	return nil
 }

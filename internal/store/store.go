@@ -52,6 +52,11 @@ type Token struct {
 	ExpiresAt time.Time
 }
 
+// Key names a message: its sender and the id the sender gave it.
+type Key struct {
+	From, ID string
+}
+
 // Message is one stored message. Sealed and KeyPeriod are empty once the
 // message is delivered or expired.
 type Message struct {
@@ -155,6 +160,10 @@ type Store interface {
 	// transaction. ErrNotFound if the message is not enqueued (already
 	// delivered or expired): then nothing changes.
 	MarkDelivered(ctx context.Context, from, id string, at time.Time) error
+	// MarkDeliveredAll is MarkDelivered for many messages in one write:
+	// errs[i] is nil or ErrNotFound for keys[i]. An error of the write
+	// itself comes alone, and then nothing was marked.
+	MarkDeliveredAll(ctx context.Context, keys []Key, at time.Time) (errs []error, err error)
 	// ExpireDue marks every enqueued message with ExpiresAt <= now expired,
 	// deletes its sealed text, queues an Expired report for each sender, and
 	// deletes reports with ExpiresAt <= now. It returns the expired messages

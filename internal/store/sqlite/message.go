@@ -164,6 +164,30 @@ func (s *Store) MarkDelivered(ctx context.Context, from, id string, at time.Time
 	})
 }
 
+// MarkDeliveredAll marks each of keys as MarkDelivered does, all in one op
+// of the writer: the statements share a commit, and a delivery run hands
+// over everything its device answered meanwhile in one call instead of a
+// goroutine and an op per message. Any error but ErrNotFound fails the
+// whole batch (atomic op), so the op needs no savepoint.
+func (s *Store) MarkDeliveredAll(ctx context.Context, keys []store.Key, at time.Time) ([]error, error) {
+	errs := make([]error, len(keys))
+	err := s.doAtomic(ctx, func(w *writer) error {
+		for i, k := range keys {
+			err := affected(fmt.Sprintf("marking enqueued message %s from %q delivered", k.ID, k.From))(
+				w.markDelivered.ExecContext(w.ctx, encTime(at), k.From, k.ID))
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			errs[i] = err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return errs, nil
+}
+
 // ExpireDue expires every enqueued message with ExpiresAt <= now: status
 // expired, sealed text deleted, an Expired report queued for its sender
 // (At is when the message expired; the report then waits as long as the

@@ -20,11 +20,12 @@ type op struct {
 	// solo ops (checkpoints) cannot run inside a transaction: the writer
 	// commits the batch before them and runs them alone.
 	solo bool
-	// atomic ops make at most one writing statement, which SQLite applies
-	// whole or not at all, and return a store sentinel error only when
-	// that statement wrote nothing; they need no savepoint. Any other error
-	// of an atomic op fails the whole batch, since SQLite may have rolled
-	// back the transaction under it.
+	// atomic ops need no savepoint: they make one writing statement, which
+	// SQLite applies whole or not at all, and return a store sentinel error
+	// only when that statement wrote nothing; or they make several and
+	// never return a sentinel error (MarkDeliveredAll). Any other error of
+	// an atomic op fails the whole batch, since SQLite may have rolled back
+	// the transaction under it, and the op's earlier statements with it.
 	atomic bool
 	done   chan error // buffered; receives exactly one answer
 }

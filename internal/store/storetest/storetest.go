@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PendingOrder", testPendingOrder},
 		{"RecordAttempt", testRecordAttempt},
 		{"MarkDelivered", testMarkDelivered},
+		{"MarkDeliveredAll", testMarkDeliveredAll},
 		{"ExpireDue", testExpireDue},
 		{"ExpireDueDeletesOldReports", testExpireReports},
 		{"PendingRecipients", testPendingRecipients},
@@ -851,6 +852,46 @@ func testMarkDelivered(t *testing.T, s store.Store) {
 	}
 	if got := getMessage(t, s, "alice", m.ID); got.Status != message.Delivered {
 		t.Errorf("status after ExpireDue = %q, want still delivered", got.Status)
+	}
+}
+
+func testMarkDeliveredAll(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob", "carol")
+	ctx := t.Context()
+	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	m2 := submit(t, s, msg("carol", "bob", 2, time.Second), 0)
+	m3 := submit(t, s, msg("alice", "bob", 3, 2*time.Second), 0)
+	if err := s.MarkDelivered(ctx, "carol", m2.ID, t0.Add(time.Minute)); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
+	}
+	at := t0.Add(5 * time.Minute)
+	keys := []store.Key{{From: "alice", ID: m1.ID}, {From: "carol", ID: m2.ID}, {From: "alice", ID: id(99)}, {From: "alice", ID: m3.ID}}
+	errs, err := s.MarkDeliveredAll(ctx, keys, at)
+	if err != nil {
+		t.Fatalf("MarkDeliveredAll: %v", err)
+	}
+	if len(errs) != len(keys) {
+		t.Fatalf("MarkDeliveredAll answered %d results for %d keys", len(errs), len(keys))
+	}
+	for i, want := range []error{nil, store.ErrNotFound, store.ErrNotFound, nil} {
+		wantErr(t, fmt.Sprintf("MarkDeliveredAll result %d (%s)", i, keys[i].ID), errs[i], want)
+	}
+	for _, m := range []store.Message{m1, m3} {
+		got := getMessage(t, s, "alice", m.ID)
+		if got.Status != message.Delivered || len(got.Sealed) != 0 {
+			t.Errorf("%s after MarkDeliveredAll: status %q, %d bytes sealed", m.ID, got.Status, len(got.Sealed))
+		}
+		wantTime(t, "DeliveredAt", got.DeliveredAt, at)
+	}
+	wantTime(t, "DeliveredAt of the one delivered before", getMessage(t, s, "carol", m2.ID).DeliveredAt, t0.Add(time.Minute))
+	if rs := reports(t, s, "alice"); len(rs) != 2 || rs[0].MessageID != m1.ID || rs[1].MessageID != m3.ID {
+		t.Errorf("alice's reports = %+v, want the reports of m1 and m3", rs)
+	}
+	if n := countPending(t, s); n != 0 {
+		t.Errorf("CountPending = %d, want 0", n)
+	}
+	if errs, err := s.MarkDeliveredAll(ctx, nil, at); err != nil || len(errs) != 0 {
+		t.Errorf("MarkDeliveredAll of nothing = %v, %v", errs, err)
 	}
 }
 
