@@ -12,7 +12,8 @@ import (
 	"github.com/sealpost/sealpost/message"
 )
 
-// attemptCountingStore counts RecordAttempt calls.
+// attemptCountingStore counts the attempts recorded, one by one
+// (RecordAttempt) or a window at a time (RecordAttempts).
 type attemptCountingStore struct {
 	store.Store
 	mu       sync.Mutex
@@ -24,6 +25,13 @@ func (c *attemptCountingStore) RecordAttempt(ctx context.Context, from, id strin
 	c.attempts++
 	c.mu.Unlock()
 	return c.Store.RecordAttempt(ctx, from, id, attempts, next, lastErr)
+}
+
+func (c *attemptCountingStore) RecordAttempts(ctx context.Context, as []store.Attempt) ([]error, error) {
+	c.mu.Lock()
+	c.attempts += len(as)
+	c.mu.Unlock()
+	return c.Store.RecordAttempts(ctx, as)
 }
 
 func (c *attemptCountingStore) count() int {

@@ -739,20 +739,28 @@ func (q *Queue) recordFailure(m store.Message, attempt int, now time.Time, err e
 // number, in order.
 func (q *Queue) recordAttempts(msgs []store.Message, next time.Time) (errs []error, number []int) {
 	errs, number = make([]error, len(msgs)), make([]int, len(msgs))
-	var wg sync.WaitGroup
+	var as []store.Attempt
+	var at []int // index in msgs of each of as
 	for i, m := range msgs {
 		if q.takeFresh(m) {
 			number[i] = m.Attempts
 			continue
 		}
 		number[i] = m.Attempts + 1
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, number[i], next, m.LastError)
-		}()
+		as = append(as, store.Attempt{Key: store.Key{From: m.From, ID: m.ID}, Attempts: number[i], Next: next, LastError: m.LastError})
+		at = append(at, i)
 	}
-	wg.Wait()
+	if len(as) == 0 {
+		return errs, number
+	}
+	recorded, err := q.o.Store.RecordAttempts(q.ctx, as)
+	for j, i := range at {
+		if err != nil {
+			errs[i] = err
+		} else {
+			errs[i] = recorded[j]
+		}
+	}
 	return errs, number
 }
 

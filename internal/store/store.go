@@ -57,6 +57,15 @@ type Key struct {
 	From, ID string
 }
 
+// Attempt is the delivery bookkeeping of one message, as RecordAttempt
+// stores it.
+type Attempt struct {
+	Key
+	Attempts  int
+	Next      time.Time
+	LastError string
+}
+
 // Message is one stored message. Sealed and KeyPeriod are empty once the
 // message is delivered or expired.
 type Message struct {
@@ -155,6 +164,10 @@ type Store interface {
 	// RecordAttempt stores the attempt count, next attempt time and last
 	// error of an enqueued message; ErrNotFound if it is no longer enqueued.
 	RecordAttempt(ctx context.Context, from, id string, attempts int, next time.Time, lastErr string) error
+	// RecordAttempts is RecordAttempt for many messages in one write:
+	// errs[i] is nil or ErrNotFound for as[i]. An error of the write
+	// itself comes alone, and then nothing was recorded.
+	RecordAttempts(ctx context.Context, as []Attempt) (errs []error, err error)
 	// MarkDelivered sets status delivered and DeliveredAt, deletes the
 	// sealed text and queues a Delivered report for the sender, all in one
 	// transaction. ErrNotFound if the message is not enqueued (already

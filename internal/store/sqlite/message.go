@@ -164,17 +164,36 @@ func (s *Store) MarkDelivered(ctx context.Context, from, id string, at time.Time
 	})
 }
 
-// MarkDeliveredAll marks each of keys as MarkDelivered does, all in one op
-// of the writer: the statements share a commit, and a delivery run hands
-// over everything its device answered meanwhile in one call instead of a
-// goroutine and an op per message. Any error but ErrNotFound fails the
-// whole batch (atomic op), so the op needs no savepoint.
+// MarkDeliveredAll marks each of keys as MarkDelivered does, in one op of
+// the writer (eachInOneOp).
 func (s *Store) MarkDeliveredAll(ctx context.Context, keys []store.Key, at time.Time) ([]error, error) {
-	errs := make([]error, len(keys))
+	return s.eachInOneOp(ctx, len(keys), func(w *writer, i int) error {
+		k := keys[i]
+		return affected(fmt.Sprintf("marking enqueued message %s from %q delivered", k.ID, k.From))(
+			w.markDelivered.ExecContext(w.ctx, encTime(at), k.From, k.ID))
+	})
+}
+
+// RecordAttempts records each of as as RecordAttempt does, in one op of the
+// writer (eachInOneOp).
+func (s *Store) RecordAttempts(ctx context.Context, as []store.Attempt) ([]error, error) {
+	return s.eachInOneOp(ctx, len(as), func(w *writer, i int) error {
+		a := as[i]
+		return affected(fmt.Sprintf("recording attempt of enqueued message %s from %q", a.ID, a.From))(
+			w.recordAttempt.ExecContext(w.ctx, a.Attempts, encTime(a.Next), a.LastError, a.From, a.ID))
+	})
+}
+
+// eachInOneOp runs write(w, i) for i in [0, n) as one op of the writer: the
+// statements share a commit, and a delivery run hands over a window of
+// writes in one call instead of a goroutine and an op per message. errs[i]
+// is nil or ErrNotFound; any other error fails the whole batch (atomic
+// op), so the op needs no savepoint, and comes back alone.
+func (s *Store) eachInOneOp(ctx context.Context, n int, write func(w *writer, i int) error) ([]error, error) {
+	errs := make([]error, n)
 	err := s.doAtomic(ctx, func(w *writer) error {
-		for i, k := range keys {
-			err := affected(fmt.Sprintf("marking enqueued message %s from %q delivered", k.ID, k.From))(
-				w.markDelivered.ExecContext(w.ctx, encTime(at), k.From, k.ID))
+		for i := range n {
+			err := write(w, i)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}

@@ -23,7 +23,7 @@ type op struct {
 	// atomic ops need no savepoint: they make one writing statement, which
 	// SQLite applies whole or not at all, and return a store sentinel error
 	// only when that statement wrote nothing; or they make several and
-	// never return a sentinel error (MarkDeliveredAll). Any other error of
+	// never return a sentinel error (eachInOneOp). Any other error of
 	// an atomic op fails the whole batch, since SQLite may have rolled back
 	// the transaction under it, and the op's earlier statements with it.
 	atomic bool

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentSubmits", testConcurrentSubmits},
 		{"PendingOrder", testPendingOrder},
 		{"RecordAttempt", testRecordAttempt},
+		{"RecordAttempts", testRecordAttempts},
 		{"MarkDelivered", testMarkDelivered},
 		{"MarkDeliveredAll", testMarkDeliveredAll},
 		{"ExpireDue", testExpireDue},
@@ -787,6 +788,38 @@ func testRecordAttempt(t *testing.T, s store.Store) {
 	wantErr(t, "RecordAttempt after delivery", s.RecordAttempt(ctx, "alice", m.ID, 9, next, "late"), store.ErrNotFound)
 	if got := getMessage(t, s, "alice", m.ID); got.Attempts == 9 {
 		t.Errorf("RecordAttempt on a delivered message changed it")
+	}
+}
+
+func testRecordAttempts(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob", "carol")
+	ctx := t.Context()
+	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	m2 := submit(t, s, msg("carol", "bob", 2, time.Second), 0)
+	if err := s.MarkDelivered(ctx, "carol", m2.ID, t0.Add(time.Minute)); err != nil {
+		t.Fatalf("MarkDelivered: %v", err)
+	}
+	next := t0.Add(30 * time.Second)
+	as := []store.Attempt{
+		{Key: store.Key{From: "alice", ID: m1.ID}, Attempts: 2, Next: next, LastError: "timeout after 12s"},
+		{Key: store.Key{From: "carol", ID: m2.ID}, Attempts: 5, Next: next},
+		{Key: store.Key{From: "alice", ID: id(99)}, Attempts: 1, Next: next},
+	}
+	errs, err := s.RecordAttempts(ctx, as)
+	if err != nil {
+		t.Fatalf("RecordAttempts: %v", err)
+	}
+	if len(errs) != len(as) {
+		t.Fatalf("RecordAttempts answered %d results for %d", len(errs), len(as))
+	}
+	for i, want := range []error{nil, store.ErrNotFound, store.ErrNotFound} {
+		wantErr(t, fmt.Sprintf("RecordAttempts result %d", i), errs[i], want)
+	}
+	want := m1
+	want.Attempts, want.NextAttempt, want.LastError = 2, next, "timeout after 12s"
+	sameMessage(t, "Message after RecordAttempts", getMessage(t, s, "alice", m1.ID), want)
+	if got := getMessage(t, s, "carol", m2.ID); got.Attempts == 5 {
+		t.Errorf("RecordAttempts on a delivered message changed it")
 	}
 }
 
