@@ -104,22 +104,7 @@ func TestOfflineThenDeliveredInOrderOnRegister(t *testing.T) {
 	// internal/loadtest checks that: TestDrain). What a person sees is
 	// what the Sealpost client shows: the conversation in the order of
 	// each message's Submitted-At, which must be the submission order.
-	got := bob.Received()
-	for _, r := range got {
-		if _, err := time.Parse(time.RFC3339Nano, r.SubmittedAt); err != nil {
-			t.Fatalf("%q: Submitted-At %q: %v", r.Body, r.SubmittedAt, err)
-		}
-	}
-	slices.SortStableFunc(got, func(a, b servertest.Received) int {
-		ta, _ := time.Parse(time.RFC3339Nano, a.SubmittedAt)
-		tb, _ := time.Parse(time.RFC3339Nano, b.SubmittedAt)
-		return ta.Compare(tb)
-	})
-	var shown []string
-	for _, r := range got {
-		shown = append(shown, r.Body)
-	}
-	if fmt.Sprint(shown) != fmt.Sprint(texts) {
+	if shown := inSubmissionOrder(t, bob); fmt.Sprint(shown) != fmt.Sprint(texts) {
 		t.Fatalf("in Submitted-At order: got %q want %q", shown, texts)
 	}
 	for _, id := range ids {
@@ -161,19 +146,33 @@ func TestDrainWithRefusalLosesNothing(t *testing.T) {
 	for _, id := range ids {
 		waitStatus(t, s, tok, id, "delivered")
 	}
-	got := bob.Received()
-	slices.SortStableFunc(got, func(a, b servertest.Received) int {
-		ta, _ := time.Parse(time.RFC3339Nano, a.SubmittedAt)
-		tb, _ := time.Parse(time.RFC3339Nano, b.SubmittedAt)
-		return ta.Compare(tb)
-	})
-	var shown []string
-	for _, r := range got {
-		shown = append(shown, r.Body)
-	}
-	if fmt.Sprint(shown) != fmt.Sprint(texts) {
+	if shown := inSubmissionOrder(t, bob); fmt.Sprint(shown) != fmt.Sprint(texts) {
 		t.Fatalf("bob's messages in Submitted-At order: %q, want each once, %q", shown, texts)
 	}
+}
+
+// inSubmissionOrder returns the texts d received as the Sealpost client
+// shows a conversation: in the order of each one's X-Sealpost-Submitted-At.
+func inSubmissionOrder(t *testing.T, d *servertest.Device) []string {
+	t.Helper()
+	type shown struct {
+		at   time.Time
+		text string
+	}
+	var got []shown
+	for _, r := range d.Received() {
+		at, err := time.Parse(time.RFC3339Nano, r.SubmittedAt)
+		if err != nil {
+			t.Fatalf("%q: Submitted-At %q: %v", r.Body, r.SubmittedAt, err)
+		}
+		got = append(got, shown{at, r.Body})
+	}
+	slices.SortStableFunc(got, func(a, b shown) int { return a.at.Compare(b.at) })
+	var texts []string
+	for _, g := range got {
+		texts = append(texts, g.text)
+	}
+	return texts
 }
 
 func TestRetryWhileRegistered(t *testing.T) {
