@@ -508,7 +508,10 @@ func (q *Queue) listAhead(ctx context.Context, account string) <-chan listed {
 			if err != nil {
 				if ctx.Err() == nil {
 					q.o.Log.Error("listing pending messages", "account", account, "err", err)
-					ch <- listed{err: err}
+					select {
+					case ch <- listed{err: err}:
+					case <-ctx.Done():
+					}
 				}
 				return
 			}

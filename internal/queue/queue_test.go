@@ -176,6 +176,15 @@ func TestFailureStopsSendingAndIsRetriedFirst(t *testing.T) {
 				return nil
 			})
 			f.submit(t, "third") // stored during the wait: goes out after the retry of "first"
+			// The run this submission kicks finds the retry not yet due and
+			// schedules it again; only once it has, may the clock move (a
+			// run still going would count its wait from the moved clock).
+			checkFor(t, func() error {
+				if f.q.Busy("bob") || !f.clock.HasTimerAt(t0.Add(30*time.Second)) {
+					return errors.New("the run kicked by the third submission is still going")
+				}
+				return nil
+			})
 			if d, a, _ := f.sender.snapshot(); fmt.Sprint(d) != c.delivered || fmt.Sprint(a) != c.attempts {
 				t.Fatalf("before the retry: delivered %q attempts %q", d, a)
 			}

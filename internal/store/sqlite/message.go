@@ -145,27 +145,23 @@ func (s *Store) CountPending(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// RecordAttempt stores the delivery bookkeeping of an enqueued message.
+// RecordAttempt stores the delivery bookkeeping of an enqueued message: a
+// RecordAttempts of one.
 func (s *Store) RecordAttempt(ctx context.Context, from, id string, attempts int, next time.Time, lastErr string) error {
-	return s.doAtomic(ctx, func(w *writer) error {
-		return affected(fmt.Sprintf("recording attempt of enqueued message %s from %q", id, from))(
-			w.recordAttempt.ExecContext(w.ctx, attempts, encTime(next), lastErr, from, id))
-	})
+	return one(s.RecordAttempts(ctx, []store.Attempt{{Key: store.Key{From: from, ID: id}, Attempts: attempts, Next: next, LastError: lastErr}}))
 }
 
 // MarkDelivered sets the message delivered, deletes its sealed text (which
 // secure_delete overwrites in the page) and queues a Delivered report for
-// the sender (trigger report_delivered), in one statement. The report waits
-// as long as the message was allowed to wait.
+// the sender (trigger report_delivered), in one statement: a
+// MarkDeliveredAll of one. The report waits as long as the message was
+// allowed to wait.
 func (s *Store) MarkDelivered(ctx context.Context, from, id string, at time.Time) error {
-	return s.doAtomic(ctx, func(w *writer) error {
-		return affected(fmt.Sprintf("marking enqueued message %s from %q delivered", id, from))(
-			w.markDelivered.ExecContext(w.ctx, encTime(at), from, id))
-	})
+	return one(s.MarkDeliveredAll(ctx, []store.Key{{From: from, ID: id}}, at))
 }
 
-// MarkDeliveredAll marks each of keys as MarkDelivered does, in one op of
-// the writer (eachInOneOp).
+// MarkDeliveredAll marks each of keys delivered (see MarkDelivered), in one
+// op of the writer (eachInOneOp).
 func (s *Store) MarkDeliveredAll(ctx context.Context, keys []store.Key, at time.Time) ([]error, error) {
 	return s.eachInOneOp(ctx, len(keys), func(w *writer, i int) error {
 		k := keys[i]
@@ -174,7 +170,7 @@ func (s *Store) MarkDeliveredAll(ctx context.Context, keys []store.Key, at time.
 	})
 }
 
-// RecordAttempts records each of as as RecordAttempt does, in one op of the
+// RecordAttempts records the bookkeeping of each of as, in one op of the
 // writer (eachInOneOp).
 func (s *Store) RecordAttempts(ctx context.Context, as []store.Attempt) ([]error, error) {
 	return s.eachInOneOp(ctx, len(as), func(w *writer, i int) error {
@@ -182,6 +178,14 @@ func (s *Store) RecordAttempts(ctx context.Context, as []store.Attempt) ([]error
 		return affected(fmt.Sprintf("recording attempt of enqueued message %s from %q", a.ID, a.From))(
 			w.recordAttempt.ExecContext(w.ctx, a.Attempts, encTime(a.Next), a.LastError, a.From, a.ID))
 	})
+}
+
+// one turns the answer of an eachInOneOp of one write into that write's.
+func one(errs []error, err error) error {
+	if err != nil {
+		return err
+	}
+	return errs[0]
 }
 
 // eachInOneOp runs write(w, i) for i in [0, n) as one op of the writer: the
