@@ -71,6 +71,7 @@ type FloorResult struct {
 	IdleCPUPer20k  float64 `json:"idle_cpu_percent_of_core_per_20000"`
 	Pongs          int64   `json:"pongs"`
 	OtherPercent   float64 `json:"other_processes_cpu_percent_of_core"`
+	Pace           Pace    `json:"pace"`
 }
 
 // Floor starts the bare server as a child process (self, with args), opens
@@ -209,6 +210,9 @@ func Floor(ctx context.Context, self []string, certFile string, devices int, kee
 		OtherPercent:   100 * other / idle.Seconds(),
 	}
 	r.IdleCPUPer20k = r.IdleCPUPercent * 20000 / float64(devices)
+	if r.Pace, err = machinePace(); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -222,4 +226,5 @@ func (r *FloorResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "| CPU at rest per 20,000 devices | %.2f %% of a core |\n", r.IdleCPUPer20k)
 	fmt.Fprintf(w, "| pongs in the window | %d |\n", r.Pongs)
 	fmt.Fprintf(w, "| other processes CPU | %.2f %% of a core |\n\n", r.OtherPercent)
+	fmt.Fprintf(w, "pace: %s\n\n", r.Pace)
 }

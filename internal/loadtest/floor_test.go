@@ -37,7 +37,7 @@ func TestFloor(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 20 connections pinging every 100 ms for 400 ms: about 80 pongs.
-	if r.Pongs < 20 || r.Devices != 20 || r.RSSMiB <= 0 || r.IdleCPUPercent < 0 {
+	if r.Pongs < 20 || r.Devices != 20 || r.RSSMiB <= 0 || r.IdleCPUPercent < 0 || r.Pace.SyscallNs <= 0 {
 		t.Errorf("floor: %+v", r)
 	}
 }

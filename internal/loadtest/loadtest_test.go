@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func TestRelay(t *testing.T) {
 			}
 			var table bytes.Buffer
 			res.WriteTable(&table)
-			for _, want := range []string{"| delivered/s |", "| submit→arrival p99 |", "| server CPU |", "| tool CPU |", "settings: via=" + via} {
+			for _, want := range []string{"| delivered/s |", "| submit→arrival p99 |", "| server CPU |", "| tool CPU |", "settings: via=" + via, "pace: system call "} {
 				if !strings.Contains(table.String(), want) {
 					t.Errorf("table lacks %q:\n%s", want, table.String())
 				}
@@ -220,6 +221,23 @@ func TestStats(t *testing.T) {
 	}
 	if b := slope([]float64{0, 10, 20}, []float64{100, 120, 140}); b != 2 {
 		t.Errorf("slope %v, want 2", b)
+	}
+}
+
+func TestPace(t *testing.T) {
+	p, err := measurePace(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.SyscallNs <= 0 || p.FsyncMs <= 0 {
+		t.Errorf("pace %+v: a figure is not above zero", p)
+	}
+	if s := p.String(); !strings.Contains(s, "fdatasync") || !strings.Contains(s, p.Dir) {
+		t.Errorf("pace reads %q", s)
+	}
+	missing := filepath.Join(t.TempDir(), "gone")
+	if _, err := measurePace(missing); err == nil || !strings.Contains(err.Error(), "measuring fsync") {
+		t.Errorf("pace in a missing folder: %v", err)
 	}
 }
 

@@ -93,6 +93,7 @@ type Machine struct {
 	Kernel    string `json:"kernel"`
 	Go        string `json:"go"`
 	OpenFiles uint64 `json:"open_files_limit"`
+	Pace      Pace   `json:"pace"`
 }
 
 func machine() Machine {
@@ -225,8 +226,9 @@ func (r *Result) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	fmt.Fprintf(w, "settings: %s\n", r.Settings.describe())
-	fmt.Fprintf(w, "machine: %s, %d cores, %d MiB, Linux %s, %s, open files %d; server pid %d\n\n",
+	fmt.Fprintf(w, "machine: %s, %d cores, %d MiB, Linux %s, %s, open files %d; server pid %d\n",
 		r.Machine.CPU, r.Machine.Cores, r.Machine.MemoryMiB, r.Machine.Kernel, r.Machine.Go, r.Machine.OpenFiles, r.Server.PID)
+	fmt.Fprintf(w, "pace: %s\n\n", r.Machine.Pace)
 }
 
 func formatValue(v float64, unit string) string {

@@ -54,6 +54,11 @@ func Run(ctx context.Context, t Target, s Settings, log io.Writer) (*Result, err
 		t.Domain = "localhost"
 	}
 	m := machine()
+	pace, err := machinePace()
+	if err != nil {
+		return nil, err
+	}
+	m.Pace = pace
 	if need := uint64(s.Connections()) + 64; m.OpenFiles > 0 && need > m.OpenFiles {
 		return nil, fmt.Errorf("%s opens up to %d connections but this process may hold only %d open files: lower the device count, or raise the limit (ulimit -n; the hard limit bounds it)",
 			s.Scenario, s.Connections(), m.OpenFiles)
