@@ -12,10 +12,10 @@ import (
 // Pace is how fast this machine does the two things the server does most
 // besides computing: enter the kernel, and make a small write durable.
 // Machines sold as the same 2-vCPU kind differ here by several times (the
-// same build stored 16,215 msg/s on one and 8,313 msg/s on another, whose
-// kernel pays for page-table isolation on every system call; see
-// BENCHMARKS.md), so every result carries these two figures: a result is
-// only comparable with one taken at a similar pace.
+// same build stored half as many messages a second on one whose kernel
+// pays for page-table isolation on every system call; BENCHMARKS.md has
+// the figures), so every result carries these two: a result is only
+// comparable with one taken at a similar pace.
 type Pace struct {
 	// SyscallNs is one getppid(2), the cheapest round trip into the
 	// kernel: every read, write, fdatasync and futex wake pays it.
