@@ -81,6 +81,12 @@ func Floor(ctx context.Context, self []string, certFile string, devices int, kee
 	if devices < 1 || keepalive <= 0 || idle <= 0 {
 		return nil, errors.New("floor needs devices, keepalive and idle above zero")
 	}
+	// Before anything starts: on a quiet machine, and a failure costs no
+	// measurement.
+	pace, err := machinePace()
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.CommandContext(ctx, self[0], self[1:]...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -210,9 +216,7 @@ func Floor(ctx context.Context, self []string, certFile string, devices int, kee
 		OtherPercent:   100 * other / idle.Seconds(),
 	}
 	r.IdleCPUPer20k = r.IdleCPUPercent * 20000 / float64(devices)
-	if r.Pace, err = machinePace(); err != nil {
-		return nil, err
-	}
+	r.Pace = pace
 	return r, nil
 }
 

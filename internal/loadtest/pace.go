@@ -42,9 +42,12 @@ func measurePace(dir string) (Pace, error) {
 	}
 	p.SyscallNs = float64(time.Since(start).Nanoseconds()) / paceSyscalls
 
+	fail := func(err error) (Pace, error) {
+		return p, fmt.Errorf("measuring the machine's pace (a 4 KiB write + fdatasync in %s; TMPDIR chooses the folder): %w", dir, err)
+	}
 	f, err := os.CreateTemp(dir, "sealbench-pace-*")
 	if err != nil {
-		return p, fmt.Errorf("measuring fsync: %w", err)
+		return fail(err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
@@ -53,10 +56,10 @@ func measurePace(dir string) (Pace, error) {
 	for i := range times {
 		t := time.Now()
 		if _, err := f.WriteAt(block, 0); err != nil {
-			return p, fmt.Errorf("measuring fsync: %w", err)
+			return fail(err)
 		}
 		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-			return p, fmt.Errorf("measuring fsync: %w", err)
+			return fail(err)
 		}
 		times[i] = time.Since(t)
 	}
