@@ -76,8 +76,9 @@ func envName(flagName string) string {
 }
 
 // applyEnvAndFile fills the settings not given as flags from the
-// environment, then from the config file (if any).
-func applyEnvAndFile(fs *flag.FlagSet, configFile string, getenv func(string) string) error {
+// environment, then from the config file (if any). Command flags
+// (--status, --limit …) are not settings and have no variable.
+func (c *config) applyEnvAndFile(fs *flag.FlagSet, configFile string, getenv func(string) string) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	fromFile := map[string]string{}
@@ -92,27 +93,32 @@ func applyEnvAndFile(fs *flag.FlagSet, configFile string, getenv func(string) st
 			return fmt.Errorf("config file %s: %w", configFile, err)
 		}
 	}
+	isSetting := map[string]bool{}
+	for _, s := range c.settings() {
+		isSetting[s.name] = true
+	}
 	for name := range fromFile {
-		if fs.Lookup(name) == nil || name == "config" {
+		if !isSetting[name] {
 			return fmt.Errorf("config file %s: unknown setting %q", configFile, name)
 		}
 	}
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil || f.Name == "config" {
-			return
+	for _, s := range c.settings() {
+		f := fs.Lookup(s.name)
+		if f == nil || given[s.name] {
+			continue
 		}
-		v, ok := getenv("SEALPOST_"+envName(f.Name)), true
+		v := getenv("SEALPOST_" + envName(s.name))
 		if v == "" {
-			v, ok = fromFile[f.Name]
+			v = fromFile[s.name]
 		}
-		if ok && v != "" {
-			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("setting %s=%q: %v", f.Name, v, e)
-			}
+		if v == "" {
+			continue
 		}
-	})
-	return err
+		if err := f.Value.Set(v); err != nil {
+			return fmt.Errorf("setting %s=%q: %v", s.name, v, err)
+		}
+	}
+	return nil
 }
 
 // parseConfigFile reads "name = value" lines; # starts a comment.

@@ -173,14 +173,14 @@ func TestSettingsPrecedence(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"SEALPOST_MAX_PENDING": "11"}
-	if err := applyEnvAndFile(fs, file, func(k string) string { return env[k] }); err != nil {
+	if err := c.applyEnvAndFile(fs, file, func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
 	}
 	if c.Retries != 3 || c.MaxPending != 11 || c.Domain != "from-file.example" || c.HTTPS != ":8443" {
 		t.Fatalf("flag > env > file > default broken: %+v", c)
 	}
 	os.WriteFile(file, []byte("colour = blue\n"), 0o600)
-	if err := applyEnvAndFile(fs, file, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), `unknown setting "colour"`) {
+	if err := c.applyEnvAndFile(fs, file, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), `unknown setting "colour"`) {
 		t.Fatalf("unknown setting: %v", err)
 	}
 }

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"flag"
+
+	"github.com/sealpost/sealpost/internal/cli"
+)
+
+// commands is sealpostd's command table: the one place that defines each
+// command's name, arguments, help, example, flags and function. Help pages,
+// usage errors and exit codes are generated from it (package cli). A new
+// command is a row here and its function in a file of its own.
+func (a *app) commands() []cli.Command {
+	return []cli.Command{
+		{
+			Name: "serve", Help: "run the server (what sealpostd does with no command)",
+			Example: "sealpostd --data /var/lib/sealpostd --domain sp.example.org",
+			Run:     a.serve,
+		},
+		{
+			Name: "user add", Args: "NAME", NArgs: 1,
+			Help:    "create an account; prints a generated password unless --password-stdin",
+			Example: "echo 'alice-password-1' | sealpostd user add alice --password-stdin",
+			Flags:   a.passwordFlags, Run: a.userAdd,
+		},
+		{
+			Name: "user passwd", Args: "NAME", NArgs: 1,
+			Help:    "set a new password (revokes the account's tokens)",
+			Example: "sealpostd user passwd alice",
+			Flags:   a.passwordFlags, Run: a.userPasswd,
+		},
+		{
+			Name: "user del", Args: "NAME", NArgs: 1,
+			Help:    "delete an account and its waiting messages",
+			Example: "sealpostd user del alice",
+			Run:     a.userDel,
+		},
+		{
+			Name: "user list", NArgs: 0,
+			Help:    "list the accounts with their SIP addresses",
+			Example: "sealpostd user list",
+			Run:     a.userList,
+		},
+		{
+			Name: "messages list", NArgs: 0,
+			Help:    "every message's fate, newest first, never its text",
+			Example: "sealpostd messages list --account alice --status enqueued",
+			Flags:   a.messagesFlags, Run: a.messagesList,
+		},
+		{
+			Name: "config example", NArgs: 0,
+			Help:    "print a commented config file with every setting at its default",
+			Example: "sealpostd config example > /etc/sealpostd.conf",
+			Run:     a.configExample,
+		},
+	}
+}
+
+func (a *app) passwordFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&a.passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
+}
+
+func (a *app) messagesFlags(fs *flag.FlagSet) {
+	fs.StringVar(&a.account, "account", "", "only messages from or to this `NAME`")
+	fs.StringVar(&a.status, "status", "", "only this `STATUS`: enqueued, delivered or expired")
+	fs.IntVar(&a.limit, "limit", 100, "at most `N` messages")
+}
+
+func (a *app) configExample([]string) error {
+	a.cfg.writeExample(a.stdout)
+	return nil
+}
