@@ -165,7 +165,7 @@ func TestMasterKeyOutsideDataFolder(t *testing.T) {
 		o.DataDir = s.DataDir
 		o.MasterKeyFile = filepath.Join(t.TempDir(), "new.key")
 	}))
-	msgs, err := other.Store().Pending(t.Context(), "bob", 0, 10)
+	msgs, err := other.Store().Pending(t.Context(), "bob", 0, time.Time{}, 10)
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("pending: %d %v", len(msgs), err)
 	}

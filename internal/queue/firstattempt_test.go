@@ -20,11 +20,11 @@ type attemptCountingStore struct {
 	attempts int
 }
 
-func (c *attemptCountingStore) RecordAttempt(ctx context.Context, from, id string, attempts int, next time.Time, lastErr string) error {
+func (c *attemptCountingStore) RecordAttempt(ctx context.Context, a store.Attempt) error {
 	c.mu.Lock()
 	c.attempts++
 	c.mu.Unlock()
-	return c.Store.RecordAttempt(ctx, from, id, attempts, next, lastErr)
+	return c.Store.RecordAttempt(ctx, a)
 }
 
 func (c *attemptCountingStore) RecordAttempts(ctx context.Context, as []store.Attempt) ([]error, error) {

@@ -504,7 +504,7 @@ func (q *Queue) listAhead(ctx context.Context, account string) <-chan listed {
 		defer close(ch)
 		after := int64(0)
 		for {
-			msgs, err := q.o.Store.Pending(ctx, account, after, window)
+			msgs, err := q.o.Store.Pending(ctx, account, after, time.Time{}, window)
 			if err != nil {
 				if ctx.Err() == nil {
 					q.o.Log.Error("listing pending messages", "account", account, "err", err)
@@ -732,7 +732,8 @@ func (q *Queue) recordFailure(m store.Message, attempt int, now time.Time, err e
 	if q.o.Metrics != nil {
 		q.o.Metrics.DeliveryFailed.WithLabelValues(reason).Inc()
 	}
-	if err := q.o.Store.RecordAttempt(q.ctx, m.From, m.ID, attempt, now.Add(q.o.RetryInterval), err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
+	a := store.Attempt{Key: store.Key{From: m.From, ID: m.ID}, Attempts: attempt, Next: now.Add(q.o.RetryInterval), LastError: err.Error()}
+	if err := q.o.Store.RecordAttempt(q.ctx, a); err != nil && !errors.Is(err, store.ErrNotFound) {
 		q.o.Log.Error("recording failed attempt", "id", m.ID, "err", err)
 	}
 }

@@ -272,11 +272,11 @@ type countingStore struct {
 	pending int
 }
 
-func (c *countingStore) Pending(ctx context.Context, to string, after int64, limit int) ([]store.Message, error) {
+func (c *countingStore) Pending(ctx context.Context, to string, after int64, due time.Time, limit int) ([]store.Message, error) {
 	c.mu.Lock()
 	c.pending++
 	c.mu.Unlock()
-	return c.Store.Pending(ctx, to, after, limit)
+	return c.Store.Pending(ctx, to, after, due, limit)
 }
 
 func (c *countingStore) listings() int {
@@ -471,7 +471,7 @@ func TestDrainAcrossWindows(t *testing.T) {
 	if l := cs.listings(); l > n/window+2 {
 		t.Fatalf("%d listings for %d messages in windows of %d", l, n, window)
 	}
-	if p, err := f.store.Pending(ctx, "bob", 0, 0); err != nil || len(p) != 0 {
+	if p, err := f.store.Pending(ctx, "bob", 0, time.Time{}, 0); err != nil || len(p) != 0 {
 		t.Fatalf("still pending: %d %v", len(p), err)
 	}
 }

@@ -4,12 +4,23 @@
 // backend must pass the conformance suite in store/storetest.
 //
 // Life cycle of a message in the store: Submit writes it durably (status
-// enqueued) and only then returns; the delivery scheduler lists Pending
-// messages per recipient in submission order, records each attempt before
-// making it (RecordAttempt), and finally either MarkDelivered (sealed text
-// deleted, a "delivered" report queued for the sender, in one transaction)
-// or ExpireDue (status expired, sealed text deleted, a "failed" report queued).
-// The status row stays so the sender and the operator can see the fate.
+// enqueued) and only then returns; the delivery scheduler lists the Pending
+// messages that are due per recipient in submission order, records each
+// attempt before making it (RecordAttempts), and finally either
+// MarkDelivered (sealed text deleted, a "delivered" report queued for the
+// sender, in one transaction) or ExpireDue (status expired, sealed text
+// deleted, a "failed" report queued). The status row stays so the sender
+// and the operator can see the fate.
+//
+// The store is the schedule (mox's queue): a message's attempt count, the
+// time before which it must not be tried again (NextAttempt) and whether
+// it has used up its retry budget (Parked) are columns of the message, so a
+// restart, a crash or another node reads back exactly what the last one
+// decided. Pending lists only what is due: enqueued, not parked, and
+// NextAttempt at or before the time asked for. A registration makes the
+// recipient's unparked messages due at once (Reschedule); a parked message
+// is never listed again and waits, sealed, for ExpireDue and its failure
+// report. Nothing in memory owns any of it.
 package store
 
 import (
@@ -57,13 +68,16 @@ type Key struct {
 	From, ID string
 }
 
-// Attempt is the delivery bookkeeping of one message, as RecordAttempt
-// stores it.
+// Attempt is the delivery bookkeeping of one message, as RecordAttempts
+// stores it: every field replaces the stored one.
 type Attempt struct {
 	Key
 	Attempts  int
-	Next      time.Time
+	Next      time.Time // the message is not due before it (zero: due now)
 	LastError string
+	// Parked: the message has used up its retry budget. Pending never
+	// lists it again; it waits for ExpireDue (and its failure report).
+	Parked bool
 }
 
 // Message is one stored message. Sealed and KeyPeriod are empty once the
@@ -79,10 +93,11 @@ type Message struct {
 	ExpiresAt   time.Time
 	DeliveredAt time.Time // zero unless delivered
 
-	// Delivery bookkeeping, written before each attempt.
+	// Delivery bookkeeping, written before each attempt (see Attempt).
 	Attempts    int
 	NextAttempt time.Time // zero: as soon as the recipient is online
 	LastError   string
+	Parked      bool // retry budget used up: never listed by Pending
 
 	// PendingBefore is set by Submit when it stores a new message and
 	// WantPendingBefore was set: how many other messages were enqueued for
@@ -149,25 +164,38 @@ type Store interface {
 	Submit(ctx context.Context, m Message, maxPending int) (stored Message, created bool, err error)
 	// Message returns the message (From, ID) or ErrNotFound.
 	Message(ctx context.Context, from, id string) (Message, error)
-	// Pending returns up to limit enqueued messages for the recipient with
-	// a Seq above after (0: from the first), in Seq order, with their
-	// sealed text. A delivery run lists after the last message it has
-	// taken, so it never sees again one it has sent whose delivered mark
-	// has not committed yet.
-	Pending(ctx context.Context, to string, after int64, limit int) ([]Message, error)
+	// Pending returns up to limit (<= 0: all) messages for the recipient
+	// that are due by the time given: enqueued, not Parked, and with
+	// NextAttempt <= due (the zero time: any NextAttempt, for tests and
+	// tools). Only those with a Seq above after (0: from the first), in
+	// Seq order, with their sealed text. A delivery run lists after the
+	// last message it has taken, so it never sees again one it has sent
+	// whose delivered mark has not committed yet.
+	Pending(ctx context.Context, to string, after int64, due time.Time, limit int) ([]Message, error)
 	// PendingRecipients lists the accounts that have enqueued messages or
 	// reports waiting for them.
 	PendingRecipients(ctx context.Context) ([]string, error)
 	// CountPending returns the number of enqueued messages for every
 	// recipient (for metrics).
 	CountPending(ctx context.Context) (int, error)
-	// RecordAttempt stores the attempt count, next attempt time and last
-	// error of an enqueued message; ErrNotFound if it is no longer enqueued.
-	RecordAttempt(ctx context.Context, from, id string, attempts int, next time.Time, lastErr string) error
+	// RecordAttempt stores a's attempt count, next attempt time, last
+	// error and parked state (all four, replacing the stored ones) for an
+	// enqueued message; ErrNotFound if it is no longer enqueued. It is
+	// durable when it returns, like every write: the scheduler records an
+	// attempt before making it.
+	RecordAttempt(ctx context.Context, a Attempt) error
 	// RecordAttempts is RecordAttempt for many messages in one write:
 	// errs[i] is nil or ErrNotFound for as[i]. An error of the write
 	// itself comes alone, and then nothing was recorded.
 	RecordAttempts(ctx context.Context, as []Attempt) (errs []error, err error)
+	// Reschedule makes the recipient's enqueued, unparked messages whose
+	// NextAttempt is after at due at at (NextAttempt = at), leaving
+	// attempts, last error and parked messages alone, and returns how
+	// many it changed. A registration calls it: the device is reachable
+	// now, whatever was scheduled while it was not. Backends should not
+	// write (nor sync) when nothing is to change: most registrations
+	// find nothing scheduled.
+	Reschedule(ctx context.Context, to string, at time.Time) (int, error)
 	// MarkDelivered sets status delivered and DeliveredAt, deletes the
 	// sealed text and queues a Delivered report for the sender, all in one
 	// transaction. ErrNotFound if the message is not enqueued (already

@@ -176,7 +176,7 @@ func BenchmarkPending(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			to := fmt.Sprintf("rcpt%03d", i.Add(1)%rcpts)
-			ms, err := s.Pending(context.Background(), to, 0, 100)
+			ms, err := s.Pending(context.Background(), to, 0, time.Time{}, 100)
 			if err != nil || len(ms) != 100 {
 				b.Errorf("Pending(%s) = %d, %v", to, len(ms), err)
 				return

@@ -103,10 +103,11 @@ func (s *Store) Message(ctx context.Context, from, id string) (store.Message, er
 	return m, nil
 }
 
-// Pending returns up to limit (<= 0: all) enqueued messages for the
-// recipient with a Seq above after, in Seq order, with their sealed text.
-func (s *Store) Pending(ctx context.Context, to string, after int64, limit int) ([]store.Message, error) {
-	out, err := scanMessages(s.rs.pending.QueryContext(ctx, to, after, limitArg(limit)))
+// Pending returns up to limit (<= 0: all) messages for the recipient that
+// are due by due (enqueued, not parked, next_attempt <= due; the zero time
+// for any), with a Seq above after, in Seq order, with their sealed text.
+func (s *Store) Pending(ctx context.Context, to string, after int64, due time.Time, limit int) ([]store.Message, error) {
+	out, err := scanMessages(s.rs.pending.QueryContext(ctx, to, after, encTime(due), limitArg(limit)))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite store: listing pending messages for %q: %w", to, err)
 	}
@@ -147,8 +148,39 @@ func (s *Store) CountPending(ctx context.Context) (int, error) {
 
 // RecordAttempt stores the delivery bookkeeping of an enqueued message: a
 // RecordAttempts of one.
-func (s *Store) RecordAttempt(ctx context.Context, from, id string, attempts int, next time.Time, lastErr string) error {
-	return one(s.RecordAttempts(ctx, []store.Attempt{{Key: store.Key{From: from, ID: id}, Attempts: attempts, Next: next, LastError: lastErr}}))
+func (s *Store) RecordAttempt(ctx context.Context, a store.Attempt) error {
+	return one(s.RecordAttempts(ctx, []store.Attempt{a}))
+}
+
+// Reschedule makes the recipient's unparked enqueued messages scheduled
+// after at due at at. A read from the pool looks first, so the common
+// registration, with nothing scheduled, costs no write and no fsync. (A
+// message scheduled between the look and a registration's next look is
+// the scheduler's own retry, which it keeps anyway.)
+func (s *Store) Reschedule(ctx context.Context, to string, at time.Time) (int, error) {
+	atN := encTime(at)
+	var later bool
+	if err := s.rdb.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM messages
+		WHERE to_acct = ?1 AND status = 'enqueued' AND parked = 0 AND next_attempt > ?2)`, to, atN).Scan(&later); err != nil {
+		return 0, fmt.Errorf("sqlite store: looking for scheduled messages for %q: %w", to, err)
+	}
+	if !later {
+		return 0, nil
+	}
+	var n int64
+	err := s.doAtomic(ctx, func(w *writer) error {
+		res, err := w.conn.ExecContext(w.ctx, `UPDATE messages SET next_attempt = ?2
+			WHERE to_acct = ?1 AND status = 'enqueued' AND parked = 0 AND next_attempt > ?2`, to, atN)
+		if err != nil {
+			return fmt.Errorf("sqlite store: rescheduling messages for %q: %w", to, err)
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return int(n), nil
 }
 
 // MarkDelivered sets the message delivered, deletes its sealed text (which
@@ -176,7 +208,7 @@ func (s *Store) RecordAttempts(ctx context.Context, as []store.Attempt) ([]error
 	return s.eachInOneOp(ctx, len(as), func(w *writer, i int) error {
 		a := as[i]
 		return affected(fmt.Sprintf("recording attempt of enqueued message %s from %q", a.ID, a.From))(
-			w.recordAttempt.ExecContext(w.ctx, a.Attempts, encTime(a.Next), a.LastError, a.From, a.ID))
+			w.recordAttempt.ExecContext(w.ctx, a.Attempts, encTime(a.Next), a.LastError, a.Parked, a.From, a.ID))
 	})
 }
 

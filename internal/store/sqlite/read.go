@@ -28,7 +28,9 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 		sql string
 	}{
 		{&r.message, "SELECT " + messageCols + " FROM messages WHERE from_acct = ? AND id = ?"},
-		{&r.pending, "SELECT " + messageCols + " FROM messages WHERE to_acct = ? AND status = 'enqueued' AND seq > ? ORDER BY seq LIMIT ?"},
+		{&r.pending, "SELECT " + messageCols + ` FROM messages
+			WHERE to_acct = ?1 AND status = 'enqueued' AND seq > ?2 AND parked = 0 AND (?3 = 0 OR next_attempt <= ?3)
+			ORDER BY seq LIMIT ?4`},
 		{&r.tokenByHash, "SELECT hash, account, created_at, expires_at FROM tokens WHERE hash = ? AND expires_at > ?"},
 		{&r.pendingReports, "SELECT " + reportCols + " FROM reports WHERE to_acct = ? ORDER BY seq LIMIT ?"},
 		{&r.dataKey, "SELECT wrapped FROM data_keys WHERE period = ?"},
@@ -81,12 +83,12 @@ func limitArg(limit int) int {
 }
 
 const messageCols = `seq, from_acct, id, to_acct, sealed, key_period, status,
-	submitted_at, expires_at, delivered_at, attempts, next_attempt, last_error`
+	submitted_at, expires_at, delivered_at, attempts, next_attempt, last_error, parked`
 
 // messageColsNoText is messageCols with the sealed text left out, for
 // listings that must never carry it.
 const messageColsNoText = `seq, from_acct, id, to_acct, NULL, key_period, status,
-	submitted_at, expires_at, delivered_at, attempts, next_attempt, last_error`
+	submitted_at, expires_at, delivered_at, attempts, next_attempt, last_error, parked`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -95,7 +97,7 @@ func scanMessage(sc scanner) (store.Message, error) {
 	var status string
 	var submitted, expires, delivered, next int64
 	err := sc.Scan(&m.Seq, &m.From, &m.ID, &m.To, &m.Sealed, &m.KeyPeriod, &status,
-		&submitted, &expires, &delivered, &m.Attempts, &next, &m.LastError)
+		&submitted, &expires, &delivered, &m.Attempts, &next, &m.LastError, &m.Parked)
 	if err != nil {
 		return store.Message{}, err
 	}

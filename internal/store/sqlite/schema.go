@@ -122,6 +122,15 @@ BEGIN
 		NEW.delivered_at + (OLD.expires_at - OLD.submitted_at), 0, 0);
 END;
 `,
+	// 4: the store is the schedule. parked (0 or 1) marks a message that
+	// has used up its retry budget: the pending listing skips it and it
+	// waits for expiry. next_attempt, written since step 1, is now read
+	// by the listing too. No index: the listing walks messages_pending
+	// (one recipient's enqueued messages, bounded by the mailbox bound)
+	// and tests both on the row it reads anyway.
+	`
+ALTER TABLE messages ADD COLUMN parked INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -188,7 +188,7 @@ func TestMigrationFromVersion1(t *testing.T) {
 	ctx := t.Context()
 	path := databaseAt(t, 1, enqueuedRow(1, 2))
 	s := openAt(t, path, Options{})
-	if p, err := s.Pending(ctx, "bob", 0, 10); err != nil || len(p) != 1 || p[0].ID != "id-1" {
+	if p, err := s.Pending(ctx, "bob", 0, time.Time{}, 10); err != nil || len(p) != 1 || p[0].ID != "id-1" {
 		t.Fatalf("Pending after migration = %+v, %v; want the message of version 1", p, err)
 	}
 	if n, err := s.CountPending(ctx); err != nil || n != 1 {
@@ -352,7 +352,7 @@ func TestBatchIsolatesFailures(t *testing.T) {
 	if len(got) != 1 || got[0] != 6 {
 		t.Errorf("batches = %v, want one batch of 6", got)
 	}
-	p, err := s.Pending(ctx, "bob", 0, 0)
+	p, err := s.Pending(ctx, "bob", 0, time.Time{}, 0)
 	if err != nil || len(p) != 2 || string(p[0].Sealed) != "one" || string(p[1].Sealed) != "two" {
 		t.Errorf("Pending(bob) = %d messages, %v; want one and two", len(p), err)
 	}
@@ -737,5 +737,37 @@ func TestMigrationFromVersion2(t *testing.T) {
 	}
 	if r := reports[0]; r.MessageID != "id-1" || r.Recipient != "bob" || !r.At.Equal(at) || !r.ExpiresAt.Equal(time.Unix(0, 7000)) {
 		t.Errorf("report = %+v; want id-1 for bob at %v expiring at 7000 ns (delivery + the 4000 ns lifetime)", r, at)
+	}
+}
+
+// TestMigrationFromVersion3: a message enqueued under schema 3, with an
+// attempt recorded, reads back unparked with its schedule after step 4,
+// is listed only when due, and can be parked.
+func TestMigrationFromVersion3(t *testing.T) {
+	ctx := t.Context()
+	path := databaseAt(t, 3, enqueuedRow(1000, 5000_000_000_000),
+		"UPDATE messages SET attempts = 2, next_attempt = 3000, last_error = 'timeout' WHERE id = 'id-1'")
+	s := openAt(t, path, Options{})
+	m, err := s.Message(ctx, "alice", "id-1")
+	if err != nil {
+		t.Fatalf("Message after migration: %v", err)
+	}
+	if m.Attempts != 2 || !m.NextAttempt.Equal(time.Unix(0, 3000)) || m.LastError != "timeout" || m.Parked {
+		t.Errorf("message after migration = %+v; want attempts 2, next 3000 ns, error timeout, not parked", m)
+	}
+	for _, c := range []struct {
+		due  int64
+		want int
+	}{{2999, 0}, {3000, 1}} {
+		if p, err := s.Pending(ctx, "bob", 0, time.Unix(0, c.due), 0); err != nil || len(p) != c.want {
+			t.Errorf("Pending(due %d ns) after migration = %d messages, %v; want %d", c.due, len(p), err, c.want)
+		}
+	}
+	a := store.Attempt{Key: store.Key{From: "alice", ID: "id-1"}, Attempts: 3, Next: time.Unix(0, 4000), LastError: "connection", Parked: true}
+	if err := s.RecordAttempt(ctx, a); err != nil {
+		t.Fatalf("RecordAttempt(parked) after migration: %v", err)
+	}
+	if p, err := s.Pending(ctx, "bob", 0, time.Time{}, 0); err != nil || len(p) != 0 {
+		t.Errorf("Pending after parking = %d messages, %v; want none", len(p), err)
 	}
 }

@@ -207,7 +207,7 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 			WHERE from_acct = ? AND id = ? AND status = 'enqueued'`},
 		{&w.insertReport, `INSERT INTO reports (to_acct, message_id, recipient, status, at, expires_at, attempts, next_attempt)
 			VALUES (?, ?, ?, ?, ?, ?, 0, 0)`},
-		{&w.recordAttempt, `UPDATE messages SET attempts = ?, next_attempt = ?, last_error = ?
+		{&w.recordAttempt, `UPDATE messages SET attempts = ?, next_attempt = ?, last_error = ?, parked = ?
 			WHERE from_acct = ? AND id = ? AND status = 'enqueued'`},
 	} {
 		st, err := conn.PrepareContext(ctx, p.sql)

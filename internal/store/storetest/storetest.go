@@ -46,6 +46,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PendingOrder", testPendingOrder},
 		{"RecordAttempt", testRecordAttempt},
 		{"RecordAttempts", testRecordAttempts},
+		{"PendingListsOnlyWhatIsDue", testPendingDue},
+		{"ParkedIsNeverListedAndExpires", testParked},
+		{"RescheduleMakesDue", testReschedule},
 		{"MarkDelivered", testMarkDelivered},
 		{"MarkDeliveredAll", testMarkDeliveredAll},
 		{"ExpireDue", testExpireDue},
@@ -146,7 +149,7 @@ func sameMessage(t *testing.T, what string, got, want store.Message) {
 	t.Helper()
 	if got.ID != want.ID || got.From != want.From || got.To != want.To || got.Seq != want.Seq ||
 		got.KeyPeriod != want.KeyPeriod || got.Status != want.Status || !bytes.Equal(got.Sealed, want.Sealed) ||
-		got.Attempts != want.Attempts || got.LastError != want.LastError {
+		got.Attempts != want.Attempts || got.LastError != want.LastError || got.Parked != want.Parked {
 		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
 	}
 	wantTime(t, what+" SubmittedAt", got.SubmittedAt, want.SubmittedAt)
@@ -173,11 +176,15 @@ func ids(ms []store.Message) []string {
 
 func pendingIDs(t *testing.T, s store.Store, to string, limit int) []string {
 	t.Helper()
-	ms, err := s.Pending(t.Context(), to, 0, limit)
+	ms, err := s.Pending(t.Context(), to, 0, time.Time{}, limit)
 	if err != nil {
 		t.Fatalf("Pending(%q): %v", to, err)
 	}
 	return ids(ms)
+}
+
+func attempt(from, id string, attempts int, next time.Time, lastErr string) store.Attempt {
+	return store.Attempt{Key: store.Key{From: from, ID: id}, Attempts: attempts, Next: next, LastError: lastErr}
 }
 
 func countPending(t *testing.T, s store.Store) int {
@@ -686,7 +693,7 @@ func testConcurrentSubmits(t *testing.T, s store.Store) {
 	}
 	total := 0
 	for _, r := range rcpts {
-		ms, err := s.Pending(t.Context(), r, 0, 0)
+		ms, err := s.Pending(t.Context(), r, 0, time.Time{}, 0)
 		if err != nil {
 			t.Fatalf("Pending(%s): %v", r, err)
 		}
@@ -713,7 +720,7 @@ func testPendingOrder(t *testing.T, s store.Store) {
 	if !(m1.Seq < m2.Seq && m2.Seq < m3.Seq) {
 		t.Fatalf("Seqs %d %d %d do not follow submission order", m1.Seq, m2.Seq, m3.Seq)
 	}
-	got, err := s.Pending(ctx, "bob", 0, 0)
+	got, err := s.Pending(ctx, "bob", 0, time.Time{}, 0)
 	if err != nil {
 		t.Fatalf("Pending: %v", err)
 	}
@@ -736,7 +743,7 @@ func testPendingOrder(t *testing.T, s store.Store) {
 		{m2.Seq - 1, 0, []store.Message{m2, m3}},
 		{m3.Seq, 0, nil},
 	} {
-		got, err := s.Pending(ctx, "bob", c.after, c.limit)
+		got, err := s.Pending(ctx, "bob", c.after, time.Time{}, c.limit)
 		if err != nil {
 			t.Fatalf("Pending(bob, after %d): %v", c.after, err)
 		}
@@ -760,32 +767,32 @@ func testRecordAttempt(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	m := submit(t, s, msg("alice", "bob", 1, 0), 0)
 	next := t0.Add(30 * time.Second)
-	if err := s.RecordAttempt(ctx, "alice", m.ID, 2, next, "timeout after 12s"); err != nil {
+	if err := s.RecordAttempt(ctx, attempt("alice", m.ID, 2, next, "timeout after 12s")); err != nil {
 		t.Fatalf("RecordAttempt: %v", err)
 	}
 	want := m
 	want.Attempts, want.NextAttempt, want.LastError = 2, next, "timeout after 12s"
 	sameMessage(t, "Message after RecordAttempt", getMessage(t, s, "alice", m.ID), want)
-	p, err := s.Pending(ctx, "bob", 0, 0)
+	p, err := s.Pending(ctx, "bob", 0, time.Time{}, 0)
 	if err != nil || len(p) != 1 {
 		t.Fatalf("Pending(bob) = %v, %v; want the message", ids(p), err)
 	}
 	sameMessage(t, "Pending after RecordAttempt", p[0], want)
 
 	// Zero next attempt: as soon as the recipient is online.
-	if err := s.RecordAttempt(ctx, "alice", m.ID, 3, time.Time{}, ""); err != nil {
+	if err := s.RecordAttempt(ctx, attempt("alice", m.ID, 3, time.Time{}, "")); err != nil {
 		t.Fatalf("RecordAttempt: %v", err)
 	}
 	if got := getMessage(t, s, "alice", m.ID); got.Attempts != 3 || !got.NextAttempt.IsZero() || got.LastError != "" {
 		t.Errorf("after RecordAttempt(3, zero, \"\"): attempts %d next %v error %q", got.Attempts, got.NextAttempt, got.LastError)
 	}
 
-	wantErr(t, "RecordAttempt(unknown)", s.RecordAttempt(ctx, "alice", id(99), 1, next, "x"), store.ErrNotFound)
-	wantErr(t, "RecordAttempt(wrong sender)", s.RecordAttempt(ctx, "bob", m.ID, 1, next, "x"), store.ErrNotFound)
+	wantErr(t, "RecordAttempt(unknown)", s.RecordAttempt(ctx, attempt("alice", id(99), 1, next, "x")), store.ErrNotFound)
+	wantErr(t, "RecordAttempt(wrong sender)", s.RecordAttempt(ctx, attempt("bob", m.ID, 1, next, "x")), store.ErrNotFound)
 	if err := s.MarkDelivered(ctx, "alice", m.ID, t0.Add(time.Minute)); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
-	wantErr(t, "RecordAttempt after delivery", s.RecordAttempt(ctx, "alice", m.ID, 9, next, "late"), store.ErrNotFound)
+	wantErr(t, "RecordAttempt after delivery", s.RecordAttempt(ctx, attempt("alice", m.ID, 9, next, "late")), store.ErrNotFound)
 	if got := getMessage(t, s, "alice", m.ID); got.Attempts == 9 {
 		t.Errorf("RecordAttempt on a delivered message changed it")
 	}
@@ -1251,5 +1258,161 @@ func testPutDataKeyConcurrent(t *testing.T, s store.Store) {
 	stored, err := s.DataKey(t.Context(), 77)
 	if err != nil || !bytes.Equal(stored, got[0]) {
 		t.Errorf("DataKey(77) = %q, %v; want the key every creator got, %q", stored, err, got[0])
+	}
+}
+
+// ---- the schedule ----
+
+// testPendingDue: the listing returns only what is due by the time asked
+// for, in Seq order, and the schedule reads back as it was written.
+func testPendingDue(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob", "carol")
+	ctx := t.Context()
+	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	m2 := submit(t, s, msg("carol", "bob", 2, time.Second), 0)
+	m3 := submit(t, s, msg("alice", "bob", 3, 2*time.Second), 0)
+	now := t0.Add(time.Minute)
+	later := now.Add(30 * time.Second)
+	if err := s.RecordAttempt(ctx, attempt("alice", m1.ID, 2, later, "timeout")); err != nil {
+		t.Fatalf("RecordAttempt: %v", err)
+	}
+	if err := s.RecordAttempt(ctx, attempt("carol", m2.ID, 1, now, "")); err != nil {
+		t.Fatalf("RecordAttempt: %v", err)
+	}
+	due := func(at time.Time, after int64) []string {
+		t.Helper()
+		ms, err := s.Pending(ctx, "bob", after, at, 0)
+		if err != nil {
+			t.Fatalf("Pending(bob, due %v): %v", at, err)
+		}
+		return ids(ms)
+	}
+	for _, c := range []struct {
+		what  string
+		at    time.Time
+		after int64
+		want  []store.Message
+	}{
+		{"a nanosecond before m2's next attempt", now.Add(-time.Nanosecond), 0, []store.Message{m3}},
+		{"at m2's next attempt (NextAttempt <= due)", now, 0, []store.Message{m2, m3}},
+		{"a nanosecond before m1's", later.Add(-time.Nanosecond), 0, []store.Message{m2, m3}},
+		{"at m1's", later, 0, []store.Message{m1, m2, m3}},
+		{"at m1's, after m2", later, m2.Seq, []store.Message{m3}},
+		{"the zero time: any NextAttempt", time.Time{}, 0, []store.Message{m1, m2, m3}},
+	} {
+		if got := due(c.at, c.after); !slices.Equal(got, ids(c.want)) {
+			t.Errorf("Pending(bob) %s = %v, want %v", c.what, got, ids(c.want))
+		}
+	}
+	if ms, err := s.Pending(ctx, "bob", 0, later, 2); err != nil || !slices.Equal(ids(ms), ids([]store.Message{m1, m2})) {
+		t.Errorf("Pending(bob, limit 2) = %v, %v; want m1 m2", ids(ms), err)
+	}
+	want := m1
+	want.Attempts, want.NextAttempt, want.LastError = 2, later, "timeout"
+	sameMessage(t, "Message with its schedule", getMessage(t, s, "alice", m1.ID), want)
+	ms, err := s.Pending(ctx, "bob", 0, later, 1)
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("Pending(bob, limit 1) = %v, %v", ids(ms), err)
+	}
+	sameMessage(t, "Pending with its schedule", ms[0], want)
+	if n := countPending(t, s); n != 3 {
+		t.Errorf("CountPending = %d, want 3: a message not due is still pending", n)
+	}
+}
+
+// testParked: a parked message is never listed, whatever the time, reads
+// back parked, keeps its place in the mailbox bound and the counts, and is
+// expired with a failure report at its time like any other.
+func testParked(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob")
+	ctx := t.Context()
+	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	m2 := submit(t, s, msg("alice", "bob", 2, time.Second), 0)
+	park := attempt("alice", m1.ID, 5, t0.Add(time.Minute), "connection lost")
+	park.Parked = true
+	if err := s.RecordAttempt(ctx, park); err != nil {
+		t.Fatalf("RecordAttempt(parked): %v", err)
+	}
+	want := m1
+	want.Attempts, want.NextAttempt, want.LastError, want.Parked = 5, t0.Add(time.Minute), "connection lost", true
+	sameMessage(t, "Message after parking", getMessage(t, s, "alice", m1.ID), want)
+	for _, at := range []time.Time{{}, t0.Add(time.Minute), t0.Add(71 * time.Hour)} {
+		ms, err := s.Pending(ctx, "bob", 0, at, 0)
+		if err != nil {
+			t.Fatalf("Pending: %v", err)
+		}
+		if !slices.Equal(ids(ms), ids([]store.Message{m2})) {
+			t.Errorf("Pending(bob, due %v) = %v, want only m2 (m1 is parked)", at, ids(ms))
+		}
+	}
+	if n, err := s.Reschedule(ctx, "bob", t0); err != nil || n != 0 {
+		t.Errorf("Reschedule with only a parked message scheduled later = %d, %v; want 0", n, err)
+	}
+	if g := getMessage(t, s, "alice", m1.ID); !g.Parked || !g.NextAttempt.Equal(park.Next) {
+		t.Errorf("Reschedule touched a parked message: %+v", g)
+	}
+	if n := countPending(t, s); n != 2 {
+		t.Errorf("CountPending = %d, want 2: a parked message is still pending", n)
+	}
+	if _, created, err := s.Submit(ctx, msg("alice", "bob", 3, 2*time.Second), 2); !errors.Is(err, store.ErrMailboxFull) || created {
+		t.Errorf("Submit past a bound of 2 with one parked = %v, %v; want ErrMailboxFull", created, err)
+	}
+	// Recording again replaces the parked state too.
+	if err := s.RecordAttempt(ctx, attempt("alice", m2.ID, 1, time.Time{}, "")); err != nil {
+		t.Fatalf("RecordAttempt: %v", err)
+	}
+	if g := getMessage(t, s, "alice", m2.ID); g.Parked {
+		t.Errorf("m2 parked by another message's RecordAttempt")
+	}
+	expired, err := s.ExpireDue(ctx, m1.ExpiresAt)
+	if err != nil || !slices.Equal(ids(expired), ids([]store.Message{m1})) {
+		t.Fatalf("ExpireDue = %v, %v; want the parked m1", ids(expired), err)
+	}
+	var found bool
+	for _, r := range reports(t, s, "alice") {
+		found = found || (r.MessageID == m1.ID && r.Status == message.Expired)
+	}
+	if !found {
+		t.Errorf("no failure report for the parked message that expired")
+	}
+	wantErr(t, "RecordAttempt on an expired parked message", s.RecordAttempt(ctx, park), store.ErrNotFound)
+}
+
+// testReschedule: a registration makes every unparked message scheduled
+// later due now, and leaves the rest of the bookkeeping alone.
+func testReschedule(t *testing.T, s store.Store) {
+	addAccounts(t, s, "alice", "bob", "carol")
+	ctx := t.Context()
+	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	m2 := submit(t, s, msg("alice", "bob", 2, time.Second), 0)
+	m3 := submit(t, s, msg("alice", "carol", 3, 2*time.Second), 0)
+	now := t0.Add(time.Minute)
+	for _, a := range []store.Attempt{
+		attempt("alice", m1.ID, 3, now.Add(30*time.Second), "timeout"),
+		attempt("alice", m2.ID, 1, now.Add(-time.Second), ""),
+		attempt("alice", m3.ID, 2, now.Add(30*time.Second), "rejected"),
+	} {
+		if err := s.RecordAttempt(ctx, a); err != nil {
+			t.Fatalf("RecordAttempt: %v", err)
+		}
+	}
+	if n, err := s.Reschedule(ctx, "bob", now); err != nil || n != 1 {
+		t.Fatalf("Reschedule(bob) = %d, %v; want 1 (m1; m2 is already due)", n, err)
+	}
+	if ms, err := s.Pending(ctx, "bob", 0, now, 0); err != nil || !slices.Equal(ids(ms), ids([]store.Message{m1, m2})) {
+		t.Errorf("Pending(bob, now) after Reschedule = %v, %v; want m1 m2", ids(ms), err)
+	}
+	g := getMessage(t, s, "alice", m1.ID)
+	if g.Attempts != 3 || g.LastError != "timeout" || g.Parked {
+		t.Errorf("Reschedule changed more than the next attempt: %+v", g)
+	}
+	wantTime(t, "m1 NextAttempt after Reschedule", g.NextAttempt, now)
+	wantTime(t, "m2 NextAttempt (was due already)", getMessage(t, s, "alice", m2.ID).NextAttempt, now.Add(-time.Second))
+	wantTime(t, "carol's message NextAttempt", getMessage(t, s, "alice", m3.ID).NextAttempt, now.Add(30*time.Second))
+	if n, err := s.Reschedule(ctx, "bob", now); err != nil || n != 0 {
+		t.Errorf("second Reschedule(bob) = %d, %v; want 0", n, err)
+	}
+	if n, err := s.Reschedule(ctx, "nobody", now); err != nil || n != 0 {
+		t.Errorf("Reschedule(nobody) = %d, %v; want 0", n, err)
 	}
 }
