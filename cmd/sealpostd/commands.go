@@ -48,6 +48,12 @@ func (a *app) commands() []cli.Command {
 			Flags:   a.messagesFlags, Run: a.messagesList,
 		},
 		{
+			Name: "domain set", Args: "NAME", NArgs: 1,
+			Help:    "change the SIP domain recorded in the data folder (server stopped; every password must then be set again)",
+			Example: "sealpostd --data /var/lib/sealpostd domain set sp.example.org",
+			Run:     a.domainSet,
+		},
+		{
 			Name: "config example", NArgs: 0,
 			Help:    "print a commented config file with every setting at its default",
 			Example: "sealpostd config example > /etc/sealpostd.conf",

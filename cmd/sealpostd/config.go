@@ -47,7 +47,7 @@ func (c *config) settings() []setting {
 		{"https", "HTTPS API listen address", func(fs *flag.FlagSet) { fs.StringVar(&c.HTTPS, "https", ":8443", "") }},
 		{"sip", "SIP over TLS listen address", func(fs *flag.FlagSet) { fs.StringVar(&c.SIP, "sip", ":5061", "") }},
 		{"admin", "metrics and health listen address (off to disable)", func(fs *flag.FlagSet) { fs.StringVar(&c.Admin, "admin", "127.0.0.1:9090", "") }},
-		{"domain", "SIP domain and digest realm (AOR sip:NAME@DOMAIN); changing it requires setting every password again", func(fs *flag.FlagSet) { fs.StringVar(&c.Domain, "domain", "localhost", "") }},
+		{"domain", "SIP domain and digest realm (AOR sip:NAME@DOMAIN), recorded in the data folder at its first use (default localhost); later a different one is refused: see sealpostd help domain set", func(fs *flag.FlagSet) { fs.StringVar(&c.Domain, "domain", "", "") }},
 		{"cert", "TLS certificate file (PEM); with --key. Default: self-signed in the data folder", func(fs *flag.FlagSet) { fs.StringVar(&c.Cert, "cert", "", "") }},
 		{"key", "TLS private key file (PEM)", func(fs *flag.FlagSet) { fs.StringVar(&c.Key, "key", "", "") }},
 		{"store", "message store URL; empty for the embedded SQLite in the data folder", func(fs *flag.FlagSet) { fs.StringVar(&c.Store, "store", "", "") }},

@@ -31,7 +31,9 @@ func TestRunsFromNothing(t *testing.T) {
 	if err := os.Mkdir(work, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	start := func() (*exec.Cmd, string, *bytes.Buffer) {
+	// start starts the binary and reads its banner up to the line that
+	// starts with last; first is the banner's first line.
+	start := func(first, last string) (*exec.Cmd, string, *bytes.Buffer) {
 		cmd := exec.Command(bin, "--https", "127.0.0.1:0", "--sip", "127.0.0.1:0")
 		cmd.Dir = work
 		cmd.Env = append(os.Environ(), "SEALPOST_ADMIN=127.0.0.1:0")
@@ -51,9 +53,12 @@ func TestRunsFromNothing(t *testing.T) {
 			if m := regexp.MustCompile(`admin\s+http://(\S+)`).FindStringSubmatch(line); m != nil {
 				admin = m[1]
 			}
-			if strings.HasPrefix(line, "  curl") {
+			if strings.HasPrefix(line, last) {
 				break
 			}
+		}
+		if len(printed) == 0 || !strings.HasPrefix(printed[0], first) {
+			t.Fatalf("banner does not start with %q:\n%s", first, strings.Join(printed, "\n"))
 		}
 		if admin == "" {
 			t.Fatalf("no admin address printed:\n%s\nstderr: %s", strings.Join(printed, "\n"), stderr.String())
@@ -61,7 +66,7 @@ func TestRunsFromNothing(t *testing.T) {
 		go io.Copy(io.Discard, stdout)
 		return cmd, admin, &stderr
 	}
-	cmd, admin, stderr := start()
+	cmd, admin, stderr := start("sealpostd started for the first time", "  curl")
 	res, err := http.Get("http://" + admin + "/readyz")
 	if err != nil || res.StatusCode != 200 {
 		t.Fatalf("readyz: %v %v", res, err)
@@ -102,8 +107,12 @@ func TestRunsFromNothing(t *testing.T) {
 	}
 	stop(cmd, stderr)
 
-	// A restart reuses the key and certificate.
-	cmd, _, stderr = start()
+	// A restart reuses the key and certificate, and its banner counts the
+	// accounts instead of showing how to make the first.
+	if code, out, errs := runCmd(t, "a-long-enough-password\n", nil, "--data", data, "user", "add", "alice", "--password-stdin"); code != 0 {
+		t.Fatalf("user add: %d %q %q", code, out, errs)
+	}
+	cmd, _, stderr = start("sealpostd restarted", "  accounts      1 ")
 	stop(cmd, stderr)
 	key2, _ := os.ReadFile(filepath.Join(data, "master.key"))
 	cert2, _ := os.ReadFile(filepath.Join(data, "cert.pem"))

@@ -29,7 +29,12 @@ func (a *app) serve([]string) error {
 		srv.Close()
 		return err
 	}
-	printNextSteps(a.stdout, srv, opts)
+	users, err := srv.Users(ctx)
+	if err != nil {
+		srv.Shutdown(context.Background())
+		return err
+	}
+	printBanner(a.stdout, srv, opts, len(users))
 	<-ctx.Done()
 	fmt.Fprintln(a.stdout, "sealpostd: shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -41,22 +46,36 @@ func (a *app) serve([]string) error {
 	return nil
 }
 
-func printNextSteps(w io.Writer, srv *server.Server, o server.Options) {
+// printBanner says where the server listens and what to do next: on a
+// folder without accounts how to make one, else how many there are.
+func printBanner(w io.Writer, srv *server.Server, o server.Options, accounts int) {
 	host := func(addr string) string {
 		if strings.HasPrefix(addr, "[::]:") || strings.HasPrefix(addr, "0.0.0.0:") {
 			return "localhost" + addr[strings.LastIndex(addr, ":"):]
 		}
 		return addr
 	}
-	fmt.Fprintf(w, `sealpostd is running (data folder %s, domain %s).
+	start := "restarted"
+	if srv.FirstUse() {
+		start = "started for the first time"
+	}
+	admin := "off"
+	if srv.AdminAddr() != "" {
+		admin = "http://" + srv.AdminAddr() + "  (/metrics /healthz /readyz)"
+	}
+	fmt.Fprintf(w, `sealpostd %s (data folder %s, domain %s).
   HTTPS API     https://%s
   SIP over TLS  %s (sips: / transport=tls)
-  admin         http://%s  (/metrics /healthz /readyz)
+  admin         %s
   certificate   %s
-
-Next:
+`, start, o.DataDir, srv.Domain(), host(srv.HTTPSAddr()), host(srv.SIPAddr()), admin, srv.CertFile)
+	if accounts > 0 {
+		fmt.Fprintf(w, "  accounts      %d (sealpostd --data %s user list)\n", accounts, o.DataDir)
+		return
+	}
+	fmt.Fprintf(w, `
+Next: make an account, then log in
   sealpostd --data %s user add alice      # prints a generated password
   curl --cacert %s -u alice:PASSWORD -X POST https://%s/v1/tokens
-`, o.DataDir, o.Domain, host(srv.HTTPSAddr()), host(srv.SIPAddr()), srv.AdminAddr(), srv.CertFile,
-		o.DataDir, srv.CertFile, host(srv.HTTPSAddr()))
+`, o.DataDir, srv.CertFile, host(srv.HTTPSAddr()))
 }

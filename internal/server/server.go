@@ -40,7 +40,11 @@ type Options struct {
 	HTTPSAddr string // default :8443
 	SIPAddr   string // SIP over TLS, default :5061
 	AdminAddr string // metrics and health, default 127.0.0.1:9090; "off" disables
-	Domain    string // SIP domain and digest realm, default localhost
+	// Domain is the SIP domain and digest realm. The data folder records
+	// it at its first use (DomainFile; default localhost) and every later
+	// use takes it from there: empty means "the recorded one", another
+	// value than the recorded one is refused (ErrDomainMismatch).
+	Domain string
 	CertFile  string // with KeyFile: the TLS certificate; else self-signed in DataDir
 	KeyFile   string
 	StoreURL  string // default: SQLite in DataDir
@@ -78,9 +82,6 @@ func (o *Options) setDefaults() {
 	if o.AdminAddr == "" {
 		o.AdminAddr = "127.0.0.1:9090"
 	}
-	if o.Domain == "" {
-		o.Domain = "localhost"
-	}
 	if o.KeyPeriod == 0 {
 		o.KeyPeriod = time.Hour
 	}
@@ -105,6 +106,7 @@ type Server struct {
 	metrics   *metrics.Metrics
 	tlsConfig *tls.Config
 	trimmer   *trimmer
+	firstUse  bool // New created the data folder's domain record
 	// CertFile is the certificate served (self-signed or given).
 	CertFile string
 
@@ -129,7 +131,12 @@ func New(o Options) (*Server, error) {
 	if err := os.Chmod(o.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("securing data folder: %w", err)
 	}
-	s := &Server{o: o, log: o.Log, metrics: metrics.New()}
+	domain, firstUse, err := recordDomain(o.DataDir, o.Domain)
+	if err != nil {
+		return nil, err
+	}
+	o.Domain = domain
+	s := &Server{o: o, log: o.Log, metrics: metrics.New(), firstUse: firstUse}
 
 	if o.MasterKeyFile == "" {
 		o.MasterKeyFile = filepath.Join(o.DataDir, "master.key")
