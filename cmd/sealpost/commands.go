@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -13,41 +14,40 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sealpost/sealpost/client"
+	"github.com/sealpost/sealpost/internal/cli"
 	"github.com/sealpost/sealpost/message"
 )
 
 var defaultHome = client.DefaultHome
 
-func cmdLogin(a *app, args []string) error {
-	fs := a.flags("login")
-	server := fs.String("server", "", "the server's HTTPS address, like https://HOST:8443")
-	account := fs.String("account", "", "your account name")
-	ca := fs.String("ca", "", "PEM file of the CA (or the self-signed certificate) to verify the server with; default: the system roots")
-	sipAddr := fs.String("sip", "", "the server's SIP over TLS address HOST:PORT (default: the server's host and the port the server announces)")
-	domain := fs.String("domain", "", "the server's SIP domain (default: the one the server announces at login)")
+func (a *app) cmdLogin(fs *flag.FlagSet) runner {
+	server := fs.String("server", "", "the server's HTTPS address `URL`, like https://HOST:8443")
+	account := fs.String("account", "", "your account `NAME`")
+	ca := fs.String("ca", "", "PEM `FILE` of the CA (or the self-signed certificate) to verify the server with; default: the system roots")
+	sipAddr := fs.String("sip", "", "the server's SIP over TLS address `HOST:PORT` (default: the server's host and the port the server announces)")
+	domain := fs.String("domain", "", "the server's SIP `DOMAIN` (default: the one the server announces at login)")
 	stdinPw := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-	if _, err := parse(fs, args, 0, ""); err != nil {
-		return err
+	return func(ctx context.Context, _ []string) error {
+		if *server == "" || *account == "" {
+			return cli.Usagef("--server and --account are required")
+		}
+		if err := a.resolveHome(); err != nil {
+			return err
+		}
+		password, err := a.readPassword(*stdinPw, *account)
+		if err != nil {
+			return err
+		}
+		err = client.Login(ctx, client.LoginOptions{
+			Home: a.home, Server: *server, Account: *account, Password: password,
+			CAFile: *ca, SIPAddr: *sipAddr, Domain: *domain,
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "logged in as %s at %s; profile in %s\n", *account, *server, a.home)
+		return nil
 	}
-	if *server == "" || *account == "" {
-		return usageError{errors.New("--server and --account are required")}
-	}
-	if err := a.resolveHome(); err != nil {
-		return err
-	}
-	password, err := a.readPassword(*stdinPw, *account)
-	if err != nil {
-		return err
-	}
-	err = client.Login(a.ctx, client.LoginOptions{
-		Home: a.home, Server: *server, Account: *account, Password: password,
-		CAFile: *ca, SIPAddr: *sipAddr, Domain: *domain,
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(a.stdout, "logged in as %s at %s; profile in %s\n", *account, *server, a.home)
-	return nil
 }
 
 func (a *app) readPassword(fromStdin bool, account string) (string, error) {
@@ -78,79 +78,75 @@ func (a *app) open(n client.Notifier, logf func(string, ...any)) (*client.Core, 
 	return client.Open(client.Options{Home: a.home, Notifier: n, Logf: logf})
 }
 
-func cmdSend(a *app, args []string) error {
-	fs := a.flags("send")
+func (a *app) cmdSend(fs *flag.FlagSet) runner {
 	wait := fs.Bool("wait", false, "wait and print each status change until Delivered or Error")
 	timeout := fs.Duration("timeout", 2*time.Minute, "with --wait: give up waiting after this long (the message stays queued)")
 	jsonOut := fs.Bool("json", false, "print status changes as JSON objects, one a line")
-	pos, err := parse(fs, args, 2, "NAME TEXT")
-	if err != nil {
-		return err
-	}
-	core, err := a.open(newNotifier(a.stderr), nil)
-	if err != nil {
-		return err
-	}
-	defer core.Close()
-	printer := eventPrinter(a.stdout, *jsonOut)
-	m, err := core.Send(a.ctx, pos[0], pos[1])
-	if err != nil {
-		return err
-	}
-	printer(client.Event{Kind: client.EventStatus, Time: m.CreatedAt, ID: m.ID, Peer: m.Peer, Status: m.Status})
-	handed, err := core.HandOff(a.ctx, m.ID)
-	if err != nil {
-		fmt.Fprintf(a.stderr, "sealpost send: %v; sending it from here\n", err)
-	}
-	ctx := a.ctx
-	if *wait {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
-		defer cancel()
-	}
-	if handed {
-		if !*wait {
-			fmt.Fprintf(a.stdout, "handed to the running sealpost run, which is sending it\n")
+	return func(ctx context.Context, pos []string) error {
+		core, err := a.open(newNotifier(a.stderr), nil)
+		if err != nil {
+			return err
+		}
+		defer core.Close()
+		printer := eventPrinter(a.stdout, *jsonOut)
+		m, err := core.Send(ctx, pos[0], pos[1])
+		if err != nil {
+			return err
+		}
+		printer(client.Event{Kind: client.EventStatus, Time: m.CreatedAt, ID: m.ID, Peer: m.Peer, Status: m.Status})
+		handed, err := core.HandOff(ctx, m.ID)
+		if err != nil {
+			fmt.Fprintf(a.stderr, "sealpost send: %v; sending it from here\n", err)
+		}
+		if *wait {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, *timeout)
+			defer cancel()
+		}
+		if handed {
+			if !*wait {
+				fmt.Fprintf(a.stdout, "handed to the running sealpost run, which is sending it\n")
+				return nil
+			}
+			return waitLocal(ctx, core, m, printer)
+		}
+		// No run is up: submit it from this process, one round.
+		events, stop := core.Subscribe()
+		printed := make(chan struct{})
+		go func() {
+			defer close(printed)
+			for e := range events {
+				// Sending was printed above; then every failed attempt and
+				// each later status.
+				if e.ID == m.ID && (e.Kind != client.EventStatus || e.Status != message.Sending) {
+					printer(e)
+				}
+			}
+		}()
+		flushErr := core.Flush(ctx)
+		stop()
+		<-printed
+		if flushErr != nil {
+			return fmt.Errorf("sending: %w", flushErr)
+		}
+		cur, err := core.Message(ctx, m.ID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case cur.Status == message.Sending:
+			fmt.Fprintf(a.stdout, "not accepted by the server yet (%s); it stays queued and is sent again when sealpost run connects or you send another message\n", cur.LastError)
+			if *wait {
+				return errors.New("not delivered")
+			}
+			return nil
+		case cur.Status == message.Error:
+			return fmt.Errorf("not sent: %s", cur.LastError)
+		case !*wait:
 			return nil
 		}
-		return waitLocal(ctx, core, m, printer)
+		return waitServer(ctx, core, cur, printer)
 	}
-	// No run is up: submit it from this process, one round.
-	events, stop := core.Subscribe()
-	printed := make(chan struct{})
-	go func() {
-		defer close(printed)
-		for e := range events {
-			// Sending was printed above; then every failed attempt and
-			// each later status.
-			if e.ID == m.ID && (e.Kind != client.EventStatus || e.Status != message.Sending) {
-				printer(e)
-			}
-		}
-	}()
-	flushErr := core.Flush(ctx)
-	stop()
-	<-printed
-	if flushErr != nil {
-		return fmt.Errorf("sending: %w", flushErr)
-	}
-	cur, err := core.Message(a.ctx, m.ID)
-	if err != nil {
-		return err
-	}
-	switch {
-	case cur.Status == message.Sending:
-		fmt.Fprintf(a.stdout, "not accepted by the server yet (%s); it stays queued and is sent again when sealpost run connects or you send another message\n", cur.LastError)
-		if *wait {
-			return errors.New("not delivered")
-		}
-		return nil
-	case cur.Status == message.Error:
-		return fmt.Errorf("not sent: %s", cur.LastError)
-	case !*wait:
-		return nil
-	}
-	return waitServer(ctx, core, cur, printer)
 }
 
 // waitLocal follows a message that a running `sealpost run` is sending:
@@ -234,153 +230,140 @@ func eventPrinter(w interface{ Write([]byte) (int, error) }, asJSON bool) func(c
 	}
 }
 
-func cmdRun(a *app, args []string) error {
-	fs := a.flags("run")
+func (a *app) cmdRun(fs *flag.FlagSet) runner {
 	jsonOut := fs.Bool("json", false, "print one JSON object per event, for scripts")
 	verbose := fs.Bool("v", false, "print diagnostics on standard error (never message texts or secrets)")
-	if _, err := parse(fs, args, 0, ""); err != nil {
-		return err
-	}
-	var logf func(string, ...any)
-	if *verbose {
-		logf = func(f string, args ...any) { fmt.Fprintf(a.stderr, "sealpost: "+f+"\n", args...) }
-	}
-	core, err := a.open(newNotifier(a.stderr), logf)
-	if err != nil {
-		return err
-	}
-	defer core.Close()
-	printer := eventPrinter(a.stdout, *jsonOut)
-	events, stop := core.Subscribe()
-	defer stop()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for e := range events {
-			printer(e)
+	return func(ctx context.Context, _ []string) error {
+		var logf func(string, ...any)
+		if *verbose {
+			logf = func(f string, args ...any) { fmt.Fprintf(a.stderr, "sealpost: "+f+"\n", args...) }
 		}
-	}()
-	if !*jsonOut {
-		fmt.Fprintf(a.stdout, "sealpost run: %s at %s (Ctrl-C to stop)\n", core.Account(), core.Server())
-	}
-	err = core.Run(a.ctx)
-	stop()
-	<-done
-	return err
-}
-
-func cmdHistory(a *app, args []string) error {
-	fs := a.flags("history")
-	width := fs.Int("width", 0, "line width (default: the terminal's, else 80)")
-	pos, err := parse(fs, args, 1, "NAME")
-	if err != nil {
-		return err
-	}
-	core, err := a.open(nil, nil)
-	if err != nil {
-		return err
-	}
-	defer core.Close()
-	h, err := core.History(a.ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	w := *width
-	if w <= 0 {
-		w = terminalWidth(a.stdout)
-	}
-	printHistory(a.stdout, core.Account(), pos[0], h, w)
-	return nil
-}
-
-func cmdStatus(a *app, args []string) error {
-	fs := a.flags("status")
-	pos, err := parse(fs, args, 1, "ID")
-	if err != nil {
-		return err
-	}
-	core, err := a.open(nil, nil)
-	if err != nil {
-		return err
-	}
-	defer core.Close()
-	m, err := core.Message(a.ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	if m.Outgoing && m.Status == message.Enqueued {
-		// No delivery report may have reached this device (no run was
-		// up): ask the server. Offline, the local status is still shown.
-		if fresh, err := core.Refresh(a.ctx, m.ID); err == nil {
-			m = fresh
-		} else {
-			fmt.Fprintf(a.stderr, "sealpost status: could not ask the server (%v); showing what this device knows\n", err)
-		}
-	}
-	printStatus(a.stdout, m)
-	return nil
-}
-
-func cmdContacts(a *app, args []string) error {
-	fs := a.flags("contacts")
-	if _, err := parse(fs, args, 0, ""); err != nil {
-		return err
-	}
-	core, err := a.open(nil, nil)
-	if err != nil {
-		return err
-	}
-	defer core.Close()
-	cs, err := core.Contacts(a.ctx)
-	if err != nil {
-		return err
-	}
-	if len(cs) == 0 {
-		fmt.Fprintln(a.stdout, "no conversations yet")
-		return nil
-	}
-	for _, c := range cs {
-		unread := ""
-		if c.Unread > 0 {
-			unread = fmt.Sprintf("%d unread", c.Unread)
-		}
-		fmt.Fprintf(a.stdout, "%-20s %-10s %3d message(s), last %s\n", c.Name, unread, c.Total, c.Last.Local().Format("2006-01-02 15:04"))
-	}
-	return nil
-}
-
-func cmdSettings(a *app, args []string) error {
-	fs := a.flags("settings")
-	pos, err := parse(fs, args, -1, "")
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 && len(pos) != 2 {
-		return usageError{errors.New("give no argument to list the settings, or NAME VALUE to change one")}
-	}
-	if err := a.resolveHome(); err != nil {
-		return err
-	}
-	if _, err := os.Stat(a.home); err != nil {
-		return fmt.Errorf("profile folder: %w", err)
-	}
-	s, err := client.LoadSettings(a.home)
-	if err != nil {
-		return err
-	}
-	if len(pos) == 2 {
-		if err := s.Set(pos[0], pos[1]); err != nil {
+		core, err := a.open(newNotifier(a.stderr), logf)
+		if err != nil {
 			return err
 		}
-		if err := client.SaveSettings(a.home, s); err != nil {
+		defer core.Close()
+		printer := eventPrinter(a.stdout, *jsonOut)
+		events, stop := core.Subscribe()
+		defer stop()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for e := range events {
+				printer(e)
+			}
+		}()
+		if !*jsonOut {
+			fmt.Fprintf(a.stdout, "sealpost run: %s at %s (Ctrl-C to stop)\n", core.Account(), core.Server())
+		}
+		err = core.Run(ctx)
+		stop()
+		<-done
+		return err
+	}
+}
+
+func (a *app) cmdHistory(fs *flag.FlagSet) runner {
+	width := fs.Int("width", 0, "line `WIDTH` (default: the terminal's, else 80)")
+	return func(ctx context.Context, pos []string) error {
+		core, err := a.open(nil, nil)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stdout, "%s = %s (a running sealpost run uses it after a restart)\n", pos[0], s.List()[pos[0]])
+		defer core.Close()
+		h, err := core.History(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		w := *width
+		if w <= 0 {
+			w = terminalWidth(a.stdout)
+		}
+		printHistory(a.stdout, core.Account(), pos[0], h, w)
 		return nil
 	}
-	list := s.List()
-	for _, k := range sortedKeys(list) {
-		fmt.Fprintf(a.stdout, "%-20s %s\n", k, list[k])
+}
+
+func (a *app) cmdStatus(fs *flag.FlagSet) runner {
+	return func(ctx context.Context, pos []string) error {
+		core, err := a.open(nil, nil)
+		if err != nil {
+			return err
+		}
+		defer core.Close()
+		m, err := core.Message(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if m.Outgoing && m.Status == message.Enqueued {
+			// No delivery report may have reached this device (no run was
+			// up): ask the server. Offline, the local status is still shown.
+			if fresh, err := core.Refresh(ctx, m.ID); err == nil {
+				m = fresh
+			} else {
+				fmt.Fprintf(a.stderr, "sealpost status: could not ask the server (%v); showing what this device knows\n", err)
+			}
+		}
+		printStatus(a.stdout, m)
+		return nil
 	}
-	return nil
+}
+
+func (a *app) cmdContacts(fs *flag.FlagSet) runner {
+	return func(ctx context.Context, _ []string) error {
+		core, err := a.open(nil, nil)
+		if err != nil {
+			return err
+		}
+		defer core.Close()
+		cs, err := core.Contacts(ctx)
+		if err != nil {
+			return err
+		}
+		if len(cs) == 0 {
+			fmt.Fprintln(a.stdout, "no conversations yet")
+			return nil
+		}
+		for _, c := range cs {
+			unread := ""
+			if c.Unread > 0 {
+				unread = fmt.Sprintf("%d unread", c.Unread)
+			}
+			fmt.Fprintf(a.stdout, "%-20s %-10s %3d message(s), last %s\n", c.Name, unread, c.Total, c.Last.Local().Format("2006-01-02 15:04"))
+		}
+		return nil
+	}
+}
+
+func (a *app) cmdSettings(fs *flag.FlagSet) runner {
+	return func(ctx context.Context, pos []string) error {
+		if len(pos) != 0 && len(pos) != 2 {
+			return cli.Usagef("give no argument to list the settings, or NAME VALUE to change one")
+		}
+		if err := a.resolveHome(); err != nil {
+			return err
+		}
+		if _, err := os.Stat(a.home); err != nil {
+			return fmt.Errorf("profile folder: %w", err)
+		}
+		s, err := client.LoadSettings(a.home)
+		if err != nil {
+			return err
+		}
+		if len(pos) == 2 {
+			if err := s.Set(pos[0], pos[1]); err != nil {
+				return err
+			}
+			if err := client.SaveSettings(a.home, s); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "%s = %s (a running sealpost run uses it after a restart)\n", pos[0], s.List()[pos[0]])
+			return nil
+		}
+		list := s.List()
+		for _, k := range sortedKeys(list) {
+			fmt.Fprintf(a.stdout, "%-20s %s\n", k, list[k])
+		}
+		return nil
+	}
 }

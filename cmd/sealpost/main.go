@@ -1,141 +1,81 @@
 // Command sealpost is the Sealpost client: it logs in to a sealpostd,
 // sends messages, stays online to receive them, and shows the history. All
 // the rules live in the client core (package client); this is its terminal
-// front end.
+// front end. Its commands are one table (commandTable); package cli turns
+// it into help, usage errors and exit codes.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"syscall"
+
+	"github.com/sealpost/sealpost/internal/cli"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-}
-
-type command struct {
-	name, args, help string
-	run              func(a *app, args []string) error
-}
-
-var commands = []command{
-	{"login", "--server URL --account NAME [--ca FILE] [--password-stdin]", "get a token and remember the server in the profile", cmdLogin},
-	{"send", "NAME TEXT [--wait] [--timeout D]", "send a message (hands it to a running `sealpost run`, else submits it itself)", cmdSend},
-	{"run", "[--json] [-v]", "stay online: register, receive, notify, send what is queued", cmdRun},
-	{"history", "NAME", "the conversation with NAME: incoming left, outgoing right", cmdHistory},
-	{"status", "ID", "where one message stands", cmdStatus},
-	{"contacts", "", "accounts you have talked with, newest first, with unread counts", cmdContacts},
-	{"settings", "[NAME VALUE]", "show the settings, or change one", cmdSettings},
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
 }
 
 // app is one invocation: its streams and the profile folder.
 type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	home           string
+	getenv         func(string) string
+	home           string // --home, or SEALPOST_HOME
 	ctx            context.Context
 }
 
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
-	global := flag.NewFlagSet("sealpost", flag.ContinueOnError)
-	global.SetOutput(stderr)
-	global.StringVar(&a.home, "home", "", "profile folder (default $SEALPOST_HOME, else the user's config folder/sealpost)")
-	global.Usage = func() { usage(stderr, global) }
-	if err := global.Parse(args); err != nil {
-		return 2
-	}
-	rest := global.Args()
-	if len(rest) == 0 {
-		usage(stderr, global)
-		return 2
-	}
-	var cmd *command
-	for i := range commands {
-		if commands[i].name == rest[0] {
-			cmd = &commands[i]
-		}
-	}
-	if cmd == nil {
-		fmt.Fprintf(stderr, "sealpost: unknown command %q\n", rest[0])
-		usage(stderr, global)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	a.ctx = ctx
-	if err := cmd.run(a, rest[1:]); err != nil {
-		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "sealpost %s: %v\nusage: sealpost %s %s\n", cmd.name, err, cmd.name, cmd.args)
-			return 2
-		}
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "sealpost %s: %v\n", cmd.name, err)
-		return 1
-	}
-	return 0
+// envHome names the profile folder when --home is not given.
+const envHome = "SEALPOST_HOME"
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, ctx: ctx}
+	return a.program().Run(args, stdout, stderr)
 }
 
-func usage(w io.Writer, global *flag.FlagSet) {
-	fmt.Fprintf(w, "usage: sealpost [--home DIR] COMMAND [ARGS]\n\ncommands:\n")
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-9s %s\n            %s\n", c.name, c.args, c.help)
+func (a *app) program() *cli.Program {
+	return &cli.Program{
+		Name:     "sealpost",
+		Summary:  "sealpost: the Sealpost client, to send and receive secure short messages.",
+		Commands: a.commandTable(),
+		Globals: func(fs *flag.FlagSet) {
+			fs.StringVar(&a.home, "home", "", "profile `DIR` (env "+envHome+"; default: the user's config folder/sealpost)")
+		},
+		GlobalsTitle: "Flags of every command:",
+		Prepare:      a.prepare,
+		Footer:       "Two accounts on one machine: give each its own --home.",
 	}
-	fmt.Fprintf(w, "\nglobal flags:\n")
-	global.PrintDefaults()
-	fmt.Fprintf(w, "\nEach command has --help. Two accounts on one machine: give each its own --home.\n")
 }
 
-type usageError struct{ error }
-
-// flags returns a flag set for a command with --home on it too, so that
-// `sealpost send --home DIR ...` works as well as `sealpost --home DIR send`.
-func (a *app) flags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("sealpost "+name, flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	fs.StringVar(&a.home, "home", a.home, "profile folder (default $SEALPOST_HOME, else the user's config folder/sealpost)")
-	return fs
+// prepare takes --home from SEALPOST_HOME when the flag is not given.
+func (a *app) prepare(_ *cli.Command, fs *flag.FlagSet) error {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "home" })
+	if !given && a.getenv != nil {
+		a.home = a.getenv(envHome)
+	}
+	return nil
 }
 
-// parse parses flags placed anywhere among the arguments (`send bob hi
-// --wait`); after "--" everything is an argument, so a text may start
-// with a dash.
-func parse(fs *flag.FlagSet, args []string, want int, names string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		used := len(args) - len(rest)
-		if used > 0 && args[used-1] == "--" {
-			pos = append(pos, rest...)
-			break
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-	if want >= 0 && len(pos) != want {
-		if want == 0 {
-			return nil, usageError{fmt.Errorf("takes no arguments, got %q", strings.Join(pos, " "))}
-		}
-		return nil, usageError{fmt.Errorf("want %s, got %d argument(s)", names, len(pos))}
-	}
-	return pos, nil
+// runner is a command's function; setup declares the command's flags on
+// fs and returns its runner bound to them.
+type runner = func(ctx context.Context, args []string) error
+
+// command fills in a table row's Flags and Run from one setup function,
+// so that a command's flags and the code that reads them stay together.
+func (a *app) command(c cli.Command, setup func(fs *flag.FlagSet) runner) cli.Command {
+	var run runner
+	c.Flags = func(fs *flag.FlagSet) { run = setup(fs) }
+	c.Run = func(args []string) error { return run(a.ctx, args) }
+	return c
 }
 
 func (a *app) resolveHome() error {

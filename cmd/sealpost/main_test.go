@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"flag"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,29 +11,6 @@ import (
 	"github.com/sealpost/sealpost/client"
 	"github.com/sealpost/sealpost/message"
 )
-
-func TestFlagsAnywhere(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		pos  []string
-		wait bool
-	}{
-		{[]string{"bob", "hi", "--wait"}, []string{"bob", "hi"}, true},
-		{[]string{"--wait", "bob", "hi"}, []string{"bob", "hi"}, true},
-		{[]string{"bob", "--", "-starts with a dash"}, []string{"bob", "-starts with a dash"}, false},
-	} {
-		fs := flag.NewFlagSet("t", flag.ContinueOnError)
-		wait := fs.Bool("wait", false, "")
-		pos, err := parse(fs, tc.args, 2, "NAME TEXT")
-		if err != nil || fmt.Sprint(pos) != fmt.Sprint(tc.pos) || *wait != tc.wait {
-			t.Errorf("%q: %q wait=%v err=%v", tc.args, pos, *wait, err)
-		}
-	}
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	if _, err := parse(fs, []string{"bob"}, 2, "NAME TEXT"); err == nil {
-		t.Error("one argument accepted for two")
-	}
-}
 
 func TestWrapNeverCutsACharacter(t *testing.T) {
 	text := strings.Repeat("👍🏽", 30) + "\nsecond line"
