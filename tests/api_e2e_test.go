@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/api"
+	"github.com/sealpost/sealpost/internal/loginguard"
 	"github.com/sealpost/sealpost/internal/server"
 	"github.com/sealpost/sealpost/internal/server/servertest"
 	"github.com/sealpost/sealpost/message"
@@ -243,13 +244,16 @@ func TestLoginFailuresRateLimited(t *testing.T) {
 		json.NewDecoder(res.Body).Decode(&eb)
 		return res.StatusCode, eb.Error
 	}
-	for i := 0; i < 10; i++ {
+	// One address guessing one account: a few free failures, then even
+	// the right password is refused unchecked (429) until the spacing has
+	// passed (internal/loginguard; no lock of the account itself).
+	for i := 0; i < loginguard.DefaultAddressFreeFailures; i++ {
 		if code, _ := login("guess"); code != 401 {
 			t.Fatalf("failure %d: %d, want 401", i+1, code)
 		}
 	}
 	if code, e := login("alice-pw"); code != 429 || e.Code != api.CodeRateLimited {
-		t.Fatalf("after 10 failures, even the right password: %d %+v, want 429 rate_limited", code, e)
+		t.Fatalf("after %d failures, even the right password: %d %+v, want 429 rate_limited", loginguard.DefaultAddressFreeFailures, code, e)
 	}
 	s.Clock.Advance(10 * time.Minute)
 	if code, _ := login("alice-pw"); code != 201 {

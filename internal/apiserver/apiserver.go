@@ -21,6 +21,7 @@ import (
 	"github.com/sealpost/sealpost/api"
 	"github.com/sealpost/sealpost/internal/auth"
 	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/loginguard"
 	"github.com/sealpost/sealpost/internal/metrics"
 	"github.com/sealpost/sealpost/internal/queue"
 	"github.com/sealpost/sealpost/internal/store"
@@ -38,6 +39,9 @@ type Options struct {
 	Clock   clock.Clock
 	Log     *slog.Logger
 	Metrics *metrics.Metrics
+	// Guard limits password guessing; the server shares one with the SIP
+	// side. Default: a guard of its own with the default settings.
+	Guard *loginguard.Guard
 	// TokenTTL is how long a bearer token is valid (default 30 days).
 	TokenTTL time.Duration
 	// Domain and SIPPort are told to clients with their token.
@@ -52,9 +56,6 @@ type API struct {
 	// logins (or a password-guessing attack) cannot take every core and
 	// all memory from message traffic.
 	passwordChecks chan struct{}
-	// loginFailures slows password guessing: per account and per client
-	// address, see limit.go.
-	loginFailures *failureLimiter
 
 	// tokens remembers, for tokenCacheTTL, which account a token hash
 	// belongs to: a client that keeps submitting then costs one store
@@ -91,7 +92,10 @@ func New(o Options) *API {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New() // unregistered anywhere: counts go nowhere
 	}
-	return &API{o: o, passwordChecks: make(chan struct{}, 4), loginFailures: newFailureLimiter(o.Clock), tokens: map[string]cachedToken{}}
+	if o.Guard == nil {
+		o.Guard = loginguard.New(loginguard.Settings{}, o.Clock, o.Log)
+	}
+	return &API{o: o, passwordChecks: make(chan struct{}, 4), tokens: map[string]cachedToken{}}
 }
 
 // Handler returns the routes.
@@ -124,35 +128,39 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "send the account name and password with HTTP Basic authentication")
 		return
 	}
-	ip := clientIP(r.RemoteAddr)
-	if wait := max(a.loginFailures.blocked("account:"+name, maxAccountFailures), a.loginFailures.blocked("ip:"+ip, maxAddressFailures)); wait > 0 {
-		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+	// The attempt is reserved, and counted as a failure, before the slow
+	// hash: concurrent guesses cannot race past the limit. A limited
+	// attempt checks nothing, so its answer says nothing of the password.
+	attempt, wait := a.o.Guard.Reserve(name, r.RemoteAddr, "https")
+	if attempt == nil {
+		secs := int((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", fmt.Sprint(secs))
 		writeError(w, http.StatusTooManyRequests, api.CodeRateLimited,
-			fmt.Sprintf("too many failed logins; try again in %d minutes", int(wait.Minutes())+1))
+			fmt.Sprintf("too many failed logins; try again in %d seconds", secs))
 		return
 	}
 	acct, err := a.o.Store.Account(r.Context(), name)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		attempt.Cancel()
 		a.storeFailed(w, "reading account", err)
 		return
 	}
 	select {
 	case a.passwordChecks <- struct{}{}:
 	case <-r.Context().Done():
+		attempt.Cancel()
 		return
 	}
 	// Unknown accounts are checked against a dummy hash: the answer takes
 	// the same time whether or not the account exists.
 	valid := auth.CheckPassword(acct.PasswordHash, password)
 	<-a.passwordChecks
+	attempt.Done(valid)
 	if !valid {
-		a.loginFailures.fail("account:" + name)
-		a.loginFailures.fail("ip:" + ip)
-		a.o.Log.Info("token refused: wrong account or password", "remote", r.RemoteAddr)
+		a.o.Log.Debug("token refused: wrong account or password", "remote", r.RemoteAddr)
 		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "wrong account name or password")
 		return
 	}
-	a.loginFailures.forget("account:" + name)
 	token, hash := auth.NewToken()
 	now := a.o.Clock.Now()
 	t := store.Token{Hash: hash, Account: acct.Name, CreatedAt: now, ExpiresAt: now.Add(a.o.TokenTTL)}

@@ -215,3 +215,14 @@ func (d *Digester) useNonce(nonce string, nc uint64) bool {
 	d.lastNC[nonce] = nonceUse{nc: nc, expires: now.Add(d.nonceTTL + time.Minute)}
 	return true
 }
+
+// CredentialsUser returns the user name of a digest Authorization value
+// without verifying anything, so the login guard can be asked before the
+// response is checked. ok is false when the value does not parse.
+func CredentialsUser(authorization string) (user string, ok bool) {
+	cred, err := digest.ParseCredentials(authorization)
+	if err != nil {
+		return "", false
+	}
+	return cred.Username, true
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/sealpost/sealpost/internal/apiserver"
 	"github.com/sealpost/sealpost/internal/auth"
 	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/loginguard"
 	"github.com/sealpost/sealpost/internal/metrics"
 	"github.com/sealpost/sealpost/internal/queue"
 	"github.com/sealpost/sealpost/internal/registrar"
@@ -64,6 +65,9 @@ type Options struct {
 	MinExpires     time.Duration // 60 s
 	MaxExpires     time.Duration // 3600 s
 	FlowTimer      time.Duration // keepalive interval for RFC 5626 outbound phones, 60 s
+	// LoginGuard bounds password guessing over HTTPS and SIP alike
+	// (internal/loginguard; zero values take its defaults).
+	LoginGuard loginguard.Settings
 
 	Clock clock.Clock  // default the real clock
 	Log   *slog.Logger // default discards
@@ -182,6 +186,10 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.registrar = registrar.New(o.Clock)
+	guard := loginguard.New(o.LoginGuard, o.Clock, s.log.With("part", "loginguard"))
+	if err := guard.Register(s.metrics.Registry); err != nil {
+		return err
+	}
 	s.queue = queue.New(queue.Options{
 		Store: s.store, Sealer: s.sealer, Lookup: s.registrar.Lookup,
 		Clock: o.Clock, Log: s.log.With("part", "queue"), Metrics: s.metrics,
@@ -191,6 +199,7 @@ func (s *Server) Start() error {
 	sip, err := sipserver.New(sipserver.Options{
 		Domain: o.Domain, TLSConfig: s.tlsConfig, Registrar: s.registrar, Queue: s.queue,
 		Secrets: s.sipSecrets, Clock: o.Clock, Log: s.log.With("part", "sip"), Metrics: s.metrics,
+		Guard:          guard,
 		DefaultExpires: o.DefaultExpires, MinExpires: o.MinExpires, MaxExpires: o.MaxExpires,
 		FlowTimer: o.FlowTimer,
 	})
@@ -203,7 +212,7 @@ func (s *Server) Start() error {
 	s.metrics.Observe(s.pendingGauge, func() float64 { return float64(s.registrar.Len()) })
 	s.api = apiserver.New(apiserver.Options{
 		Store: s.store, Queue: s.queue, Clock: o.Clock, Log: s.log.With("part", "api"),
-		Metrics: s.metrics, TokenTTL: o.TokenTTL, Domain: o.Domain,
+		Metrics: s.metrics, TokenTTL: o.TokenTTL, Domain: o.Domain, Guard: guard,
 		SIPPort: func() int {
 			_, port, _ := net.SplitHostPort(s.SIPAddr())
 			n, _ := strconv.Atoi(port)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealpost/sealpost/api"
 	"github.com/sealpost/sealpost/internal/auth"
+	"github.com/sealpost/sealpost/internal/loginguard"
 	"github.com/sealpost/sealpost/internal/registrar"
 )
 
@@ -123,17 +124,37 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, credHe
 	if h := req.GetHeader(credHeader); h != nil {
 		cred = h.Value()
 	}
+	var attempt *loginguard.Attempt
+	if cred != "" {
+		// Reserve before checking (see loginguard): a limited attempt gets
+		// 503 with Retry-After, whatever its password, and checks nothing.
+		user, _ := auth.CredentialsUser(cred)
+		var wait time.Duration
+		if attempt, wait = s.o.Guard.Reserve(user, req.Source(), "sip"); attempt == nil {
+			secs := int((wait + time.Second - 1) / time.Second)
+			s.respond(tx, req, 503, "Service Unavailable: too many failed logins",
+				sip.NewHeader("Retry-After", strconv.Itoa(secs)))
+			return "", false
+		}
+	}
 	account, err := s.digest.Verify(string(req.Method), cred, func(user string) (auth.SIPSecrets, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		return s.o.Secrets(ctx, user)
 	})
+	stale := errors.Is(err, auth.ErrStaleNonce)
+	if attempt != nil {
+		if stale {
+			attempt.Cancel()
+		} else {
+			attempt.Done(err == nil)
+		}
+	}
 	if err == nil {
 		return account, true
 	}
-	stale := errors.Is(err, auth.ErrStaleNonce)
 	if !errors.Is(err, auth.ErrNoCredentials) && !stale {
-		s.o.Log.Info("sip authentication failed", "method", string(req.Method), "source", req.Source(), "err", err)
+		s.o.Log.Debug("sip authentication failed", "method", string(req.Method), "source", req.Source(), "err", err)
 	}
 	reason := "Unauthorized"
 	if challengeCode == 407 {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/sealpost/sealpost/internal/auth"
 	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/loginguard"
 	"github.com/sealpost/sealpost/internal/metrics"
 	"github.com/sealpost/sealpost/internal/queue"
 	"github.com/sealpost/sealpost/internal/registrar"
@@ -48,6 +49,9 @@ type Options struct {
 	Clock   clock.Clock
 	Log     *slog.Logger
 	Metrics *metrics.Metrics // refusals are counted; may be nil
+	// Guard limits password guessing; the server shares one with the
+	// HTTPS side. Default: a guard of its own with the default settings.
+	Guard *loginguard.Guard
 
 	// Registration expiry: a REGISTER without Expires gets DefaultExpires
 	// (600 s); shorter than MinExpires (60 s) is refused with 423 (RFC 3261
@@ -96,6 +100,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Guard == nil {
+		o.Guard = loginguard.New(loginguard.Settings{}, o.Clock, o.Log)
 	}
 	// sipgo logs whole SIP messages at debug level and unparsable ones at
 	// error level, bodies included; message text must never reach a log, so
