@@ -3,6 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"flag"
 	"io"
 	"net/http"
@@ -11,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,13 +42,14 @@ func TestRunsFromNothing(t *testing.T) {
 	}
 	// start starts the binary and reads its banner up to the line that
 	// starts with last; first is the banner's first line.
-	start := func(first, last string) (*exec.Cmd, string, *bytes.Buffer) {
+	var httpsAddr string
+	start := func(first, last string) (*exec.Cmd, string, *syncBuffer) {
 		cmd := exec.Command(bin, "--https", "127.0.0.1:0", "--sip", "127.0.0.1:0")
 		cmd.Dir = work
 		cmd.Env = append(os.Environ(), "SEALPOST_ADMIN=127.0.0.1:0")
 		stdout, _ := cmd.StdoutPipe()
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
+		stderr := &syncBuffer{}
+		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -53,6 +63,9 @@ func TestRunsFromNothing(t *testing.T) {
 			if m := regexp.MustCompile(`admin\s+http://(\S+)`).FindStringSubmatch(line); m != nil {
 				admin = m[1]
 			}
+			if m := regexp.MustCompile(`HTTPS API\s+https://(\S+)`).FindStringSubmatch(line); m != nil {
+				httpsAddr = m[1]
+			}
 			if strings.HasPrefix(line, last) {
 				break
 			}
@@ -64,7 +77,7 @@ func TestRunsFromNothing(t *testing.T) {
 			t.Fatalf("no admin address printed:\n%s\nstderr: %s", strings.Join(printed, "\n"), stderr.String())
 		}
 		go io.Copy(io.Discard, stdout)
-		return cmd, admin, &stderr
+		return cmd, admin, stderr
 	}
 	cmd, admin, stderr := start("sealpostd started for the first time", "  curl")
 	res, err := http.Get("http://" + admin + "/readyz")
@@ -90,7 +103,7 @@ func TestRunsFromNothing(t *testing.T) {
 	key1, _ := os.ReadFile(filepath.Join(data, "master.key"))
 	cert1, _ := os.ReadFile(filepath.Join(data, "cert.pem"))
 
-	stop := func(cmd *exec.Cmd, stderr *bytes.Buffer) {
+	stop := func(cmd *exec.Cmd, stderr *syncBuffer) {
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
@@ -105,6 +118,37 @@ func TestRunsFromNothing(t *testing.T) {
 			t.Fatal("no exit 30 s after SIGTERM")
 		}
 	}
+	// SIGHUP: the server stays up and serves the certificate now in the
+	// files to new connections.
+	os.Remove(filepath.Join(data, "cert.pem"))
+	writeSelfSigned(t, filepath.Join(data, "cert.pem"), filepath.Join(data, "key.pem"))
+	renewed, _ := os.ReadFile(filepath.Join(data, "cert.pem"))
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(renewed)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		c, err := tls.Dial("tcp", httpsAddr, &tls.Config{InsecureSkipVerify: true}) // comparing bytes, not trusting
+		if err != nil {
+			t.Fatalf("after SIGHUP: %v\n%s", err, stderr)
+		}
+		served := c.ConnectionState().PeerCertificates[0].Raw
+		c.Close()
+		if bytes.Equal(served, block.Bytes) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after SIGHUP the old certificate is still served\n%s", stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "reloaded TLS certificate"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reload was not logged:\n%s", stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cert1 = renewed
 	stop(cmd, stderr)
 
 	// A restart reuses the key and certificate, and its banner counts the
@@ -205,4 +249,51 @@ func TestConfigExampleCoversEverySetting(t *testing.T) {
 			t.Errorf("example lacks %s", s.name)
 		}
 	}
+}
+
+// writeSelfSigned writes a new self-signed certificate for localhost and
+// its key, as a renewal would.
+func writeSelfSigned(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "renewed"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is the child's stderr, written by exec's copier while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -14,13 +14,17 @@ import (
 	"github.com/sealpost/sealpost/internal/server"
 )
 
-// serve runs the server until SIGINT or SIGTERM.
+// serve runs the server until SIGINT or SIGTERM; SIGHUP reloads the TLS
+// certificate.
 func (a *app) serve([]string) error {
 	opts := a.options()
 	// Catch signals before anything starts, so an early Ctrl-C still shuts
 	// down cleanly.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	srv, err := server.New(opts)
 	if err != nil {
 		return err
@@ -35,7 +39,17 @@ func (a *app) serve([]string) error {
 		return err
 	}
 	printBanner(a.stdout, srv, opts, len(users))
-	<-ctx.Done()
+	// SIGHUP reloads the certificate and key (certbot's renewal hook,
+	// systemctl reload); ReloadCertificate logs the outcome, and a failed
+	// reload keeps the old certificate in service.
+	for waiting := true; waiting; {
+		select {
+		case <-hup:
+			_ = srv.ReloadCertificate()
+		case <-ctx.Done():
+			waiting = false
+		}
+	}
 	fmt.Fprintln(a.stdout, "sealpostd: shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -109,6 +109,7 @@ type Server struct {
 	api       *apiserver.API
 	metrics   *metrics.Metrics
 	tlsConfig *tls.Config
+	cert      *certificate // served through tlsConfig.GetCertificate
 	trimmer   *trimmer
 	firstUse  bool // New created the data folder's domain record
 	// CertFile is the certificate served (self-signed or given).
@@ -371,15 +372,15 @@ func (s *Server) loadTLS() error {
 			s.log.Info("created a self-signed certificate", "file", certFile)
 		}
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return fmt.Errorf("loading TLS certificate %s: %w", certFile, err)
+	s.cert = &certificate{certFile: certFile, keyFile: keyFile}
+	if _, err := s.cert.load(); err != nil {
+		return err
 	}
 	s.CertFile = certFile
 	s.tlsConfig = &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{"h2", "http/1.1"},
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: s.cert.get, // ReloadCertificate swaps it
+		NextProtos:     []string{"h2", "http/1.1"},
 	}
 	return nil
 }
