@@ -54,6 +54,18 @@ func (a *app) commands() []cli.Command {
 			Run:     a.domainSet,
 		},
 		{
+			Name: "store check", NArgs: 0,
+			Help:    "check the store for damage, as serve does at its start (read-only; works beside a running server)",
+			Example: "sealpostd --data /var/lib/sealpostd store check",
+			Run:     a.storeCheck,
+		},
+		{
+			Name: "store recover", Args: "OUT", NArgs: 1,
+			Help:    "salvage what can be read of a damaged store into the new store file OUT; says how many messages it saved",
+			Example: "sealpostd --data /var/lib/sealpostd store recover /var/lib/sealpostd/recovered.db",
+			Run:     a.storeRecover,
+		},
+		{
 			Name: "config example", NArgs: 0,
 			Help:    "print a commented config file with every setting at its default",
 			Example: "sealpostd config example > /etc/sealpostd.conf",

@@ -25,6 +25,12 @@ func (a *app) serve([]string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	lock, err := lockDataDir(opts.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	opts.CheckStore = true
 	srv, err := server.New(opts)
 	if err != nil {
 		return err

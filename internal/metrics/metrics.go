@@ -11,17 +11,19 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	Accepted        *prometheus.CounterVec // by via: https, sip
-	Delivered       prometheus.Counter
-	Expired         prometheus.Counter
-	Refused         *prometheus.CounterVec // by reason (an API error code)
-	DeliveryFailed  *prometheus.CounterVec // by reason: timeout, rejected, connection
-	ReportsSent     *prometheus.CounterVec // by status
-	DeliveryLatency prometheus.Histogram   // submit → 2xx from the device
-	SubmitLatency   *prometheus.HistogramVec
-	StoreCommitOps  prometheus.Histogram // writes per group commit
-	StoreCommitTime prometheus.Histogram // how long each group commit's transaction was open
-	StoreSyncTime   prometheus.Histogram // fsync of the store's log
+	Accepted           *prometheus.CounterVec // by via: https, sip
+	Delivered          prometheus.Counter
+	Expired            prometheus.Counter
+	Refused            *prometheus.CounterVec // by reason (an API error code)
+	DeliveryFailed     *prometheus.CounterVec // by reason: timeout, rejected, connection
+	ReportsSent        *prometheus.CounterVec // by status
+	DeliveryLatency    prometheus.Histogram   // submit → 2xx from the device
+	SubmitLatency      *prometheus.HistogramVec
+	StoreCommitOps     prometheus.Histogram // writes per group commit
+	StoreCommitTime    prometheus.Histogram // how long each group commit's transaction was open
+	StoreSyncTime      prometheus.Histogram // fsync of the store's log
+	StoreWriteFailures prometheus.Counter   // write batches the database failed (full disk, I/O error)
+	StoreReadFailures  prometheus.Counter   // reads that met damage or an I/O error
 }
 
 // New creates the metrics and registers them, with the Go and process
@@ -79,7 +81,16 @@ func New() *Metrics {
 			Help:    "Duration of each fsync that makes committed writes durable before they are acknowledged.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}),
+		StoreWriteFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_store_write_failures_total",
+			Help: "Store writes (group commits and probes) that failed on the database, such as on a full disk; the log has one line when they start and one when they stop.",
+		}),
+		StoreReadFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_store_read_failures_total",
+			Help: "Store reads that met a damaged page or an I/O error; the first is logged and makes /readyz fail.",
+		}),
 	}
+	r.MustRegister(m.StoreWriteFailures, m.StoreReadFailures)
 	r.MustRegister(m.Accepted, m.Delivered, m.Expired, m.Refused, m.DeliveryFailed, m.ReportsSent,
 		m.DeliveryLatency, m.SubmitLatency, m.StoreCommitOps, m.StoreCommitTime, m.StoreSyncTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -53,6 +53,10 @@ type Options struct {
 	// DataDir/master.key. Keeping it elsewhere (and out of the database's
 	// backups) is what makes expired text unreadable from an old copy.
 	MasterKeyFile string
+	// CheckStore runs the store's integrity check before opening it and
+	// refuses a damaged store (serve sets it; the account commands, which
+	// run beside a serving server, do not).
+	CheckStore bool
 
 	Expiry         time.Duration // message lifetime on the server, default 72 h
 	Retries        int           // retries while registered, default 5
@@ -161,7 +165,11 @@ func New(o Options) (*Server, error) {
 				s.metrics.StoreCommitOps.Observe(float64(ops))
 				s.metrics.StoreCommitTime.Observe(took.Seconds())
 			},
-			OnSync: func(took time.Duration) { s.metrics.StoreSyncTime.Observe(took.Seconds()) },
+			OnSync:         func(took time.Duration) { s.metrics.StoreSyncTime.Observe(took.Seconds()) },
+			OnWriteFailure: s.metrics.StoreWriteFailures.Inc,
+			OnReadFailure:  s.metrics.StoreReadFailures.Inc,
+			StartCheck:     o.CheckStore,
+			Logger:         s.log.With("part", "store"),
 		})
 		if err != nil {
 			return nil, err
@@ -410,18 +418,8 @@ func (s *Server) pendingGauge() float64 {
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := s.store.Ping(ctx); err != nil {
-			http.Error(w, "store unavailable: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
 	// Profiling, for finding bottlenecks under load; the admin listener is
 	// on loopback by default.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

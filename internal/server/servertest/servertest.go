@@ -64,6 +64,8 @@ func Start(t testing.TB, opts ...Option) *Server {
 		SIPAddr:   "127.0.0.1:0",
 		AdminAddr: "127.0.0.1:0",
 		Domain:    s.Domain,
+		// As sealpostd serve does.
+		CheckStore: true,
 	}
 	for _, o := range opts {
 		o(&s.opts, s)

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
+	"time"
 )
 
 // Checkpoints run beside the writer, not in it. SQLite's automatic
@@ -24,20 +26,47 @@ import (
 // waits in SQLite's busy handler, which sleeps in steps of up to 100 ms.)
 // Each RESTART holds the writer for a few milliseconds, so it is not done
 // every time.
+//
+// Counting writes alone would leave the WAL unbounded across short lives:
+// a process that ends without closing the store (kill -9, power loss)
+// before its 2,048th write never checkpointed, and the next one starts
+// appending after it. So the WAL is also checkpointed and truncated at
+// Open, copied into the database file once it is walMaxAge old, and
+// truncated to zero bytes whenever the writer has been idle for a tick.
 const (
 	// checkpointEvery writes (~4 WAL pages each) between checkpoints.
 	checkpointEvery = 2048
 	// walRestartFrames (4 KiB pages): 64 MiB, what journal_size_limit
 	// trims the WAL file back to after a restart.
 	walRestartFrames = 16384
+	// walMaxAge: committed writes wait at most this long (under steady
+	// load) before they are copied into the database file.
+	walMaxAge = 30 * time.Second
 )
 
 type checkpointer struct {
-	db      *sql.DB
-	log     *slog.Logger
-	restart func() error // a RESTART checkpoint run by the writer
+	db       *sql.DB
+	log      *slog.Logger
+	restart  func() error // a RESTART checkpoint run by the writer
+	truncate func() error // a TRUNCATE checkpoint run by the writer
+	// failing reports whether writes currently fail; probe then tries one
+	// (Store.probeWrite), so that a freed disk is noticed with no traffic.
+	failing func() bool
+	probe   func()
+	tick    time.Duration
 	kick    chan struct{}
 	done    chan struct{}
+
+	// Kept by the writer: writes committed since the last checkpoint, and
+	// when the last batch committed (Unix nanoseconds).
+	writes    atomic.Int64
+	lastWrite atomic.Int64
+}
+
+// committed is called by the writer after each batch it committed.
+func (c *checkpointer) committed(n int) {
+	c.writes.Add(int64(n))
+	c.lastWrite.Store(time.Now().UnixNano())
 }
 
 func (s *Store) startCheckpointer() error {
@@ -50,13 +79,34 @@ func (s *Store) startCheckpointer() error {
 	db.SetConnMaxIdleTime(0)
 	db.SetConnMaxLifetime(0)
 	s.ckpt = &checkpointer{db: db, log: s.log, kick: make(chan struct{}, 1), done: make(chan struct{}),
+		tick: s.opts.CheckpointTick,
 		restart: func() error {
 			return s.do(context.Background(), true, func(w *writer) error {
 				_, err := walCheckpoint(w.conn, "RESTART")
 				return err
 			})
-		}}
+		},
+		truncate: func() error {
+			return s.do(context.Background(), true, func(w *writer) error { return s.truncateWAL(w.conn) })
+		},
+		failing: s.health.writesFailing,
+		probe:   s.probeWrite,
+	}
 	go s.ckpt.run()
+	return nil
+}
+
+// truncateWAL copies the whole WAL into the database file and truncates it
+// to zero bytes. It is run on the writer's connection (by the writer
+// goroutine, or at Open before it starts), so no write is in progress.
+func (s *Store) truncateWAL(conn *sql.Conn) error {
+	r, err := walCheckpoint(conn, "TRUNCATE")
+	if err != nil {
+		return err
+	}
+	if r.busy {
+		return fmt.Errorf("sqlite store: checkpoint incomplete: readers kept %d of %d WAL frames in use", r.frames-r.copied, r.frames)
+	}
 	return nil
 }
 
@@ -71,16 +121,51 @@ func (c *checkpointer) request() {
 
 func (c *checkpointer) run() {
 	defer close(c.done)
-	for range c.kick {
-		frames, err := c.passive()
-		if err == nil && frames >= walRestartFrames {
-			err = c.restart()
+	t := time.NewTicker(c.tick)
+	defer t.Stop()
+	last := time.Now() // of the last checkpoint
+	for {
+		select {
+		case _, ok := <-c.kick:
+			if !ok {
+				return
+			}
+			c.checkpoint(false)
+			last = time.Now()
+		case <-t.C:
+			if c.failing() {
+				c.probe()
+				continue
+			}
+			if c.writes.Load() == 0 {
+				continue
+			}
+			idle := time.Since(time.Unix(0, c.lastWrite.Load())) >= c.tick
+			if idle || time.Since(last) >= walMaxAge {
+				c.checkpoint(idle)
+				last = time.Now()
+			}
 		}
-		if err != nil {
-			// Not fatal: the WAL keeps every committed write, and the
-			// next request tries again.
-			c.log.Warn("WAL checkpoint failed", "err", err)
-		}
+	}
+}
+
+// checkpoint copies the WAL into the database file; then it lets the WAL
+// start over when it has grown long, and truncates it when the writer is
+// idle.
+func (c *checkpointer) checkpoint(idle bool) {
+	c.writes.Store(0)
+	frames, err := c.passive()
+	switch {
+	case err != nil:
+	case idle && frames > 0:
+		err = c.truncate()
+	case frames >= walRestartFrames:
+		err = c.restart()
+	}
+	if err != nil {
+		// Not fatal: the WAL keeps every committed write, and the next
+		// request or tick tries again.
+		c.log.Warn("WAL checkpoint failed", "err", err)
 	}
 }
 

@@ -38,7 +38,7 @@ import (
 	"sync"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	"modernc.org/sqlite" // also registers the pure-Go "sqlite" driver
 
 	"github.com/sealpost/sealpost/internal/store"
 )
@@ -75,6 +75,24 @@ type Options struct {
 	// Both must be quick. The server feeds its metrics with them.
 	OnCommit func(ops int, took time.Duration)
 	OnSync   func(took time.Duration)
+	// OnWriteFailure is called for every write batch that failed on the
+	// database (not on a caller's own error such as ErrExists), and
+	// OnReadFailure for every read that met damage or an I/O error. The
+	// log gets one line when each starts; these feed the counters.
+	OnWriteFailure func()
+	OnReadFailure  func()
+
+	// StartCheck runs the integrity check (integrity.go) before opening,
+	// and refuses a damaged store with an error wrapping ErrDamaged. The
+	// server sets it when it serves; commands that run beside a serving
+	// server do not, since the server checked at its start.
+	StartCheck bool
+	// ReserveBytes is the size of the disk reserve (reserve.go). 0 means
+	// 8 MiB; negative means none.
+	ReserveBytes int64
+	// CheckpointTick is how often the checkpointer looks for an idle
+	// writer or an old WAL (checkpoint.go). 0 means 1 s.
+	CheckpointTick time.Duration
 
 	// fsync, set only by this package's tests, replaces syncData
 	// for the -wal file.
@@ -97,6 +115,12 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.ReserveBytes == 0 {
+		o.ReserveBytes = defaultReserveBytes
+	}
+	if o.CheckpointTick <= 0 {
+		o.CheckpointTick = time.Second
+	}
 	return o
 }
 
@@ -111,7 +135,12 @@ type Store struct {
 	rdb *sql.DB // read-only pool
 	rs  readStmts
 
-	ckpt *checkpointer
+	ckpt    *checkpointer
+	health  health
+	reserve reserve
+	// lastRescue is when the writer last ran rescue (diskfull.go); used
+	// only by the writer goroutine.
+	lastRescue time.Time
 
 	ops    chan *op      // writes waiting for the writer goroutine
 	syncer syncer        // answers committed batches after their fsync
@@ -147,11 +176,27 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 
 	s := &Store{
-		path: abs,
-		opts: opts,
-		log:  opts.Logger,
-		ops:  make(chan *op, opts.QueueLen),
-		done: make(chan struct{}),
+		path:    abs,
+		opts:    opts,
+		log:     opts.Logger,
+		ops:     make(chan *op, opts.QueueLen),
+		done:    make(chan struct{}),
+		reserve: reserve{path: abs + "-reserve", size: max(opts.ReserveBytes, 0)},
+	}
+	s.health = health{log: opts.Logger, onWriteFailure: opts.OnWriteFailure, onReadFailure: opts.OnReadFailure}
+	if opts.StartCheck {
+		if err := startCheck(abs); err != nil {
+			return nil, err
+		}
+	}
+	// A start on a full disk: give the reserve back first, so that SQLite
+	// has room to open the WAL and the start checkpoint room to run.
+	if s.reserve.size > 0 && s.reserve.needRoom() {
+		if released, err := s.reserve.release(); err != nil {
+			s.log.Warn("the disk is nearly full and the reserve could not be released", "err", err)
+		} else if released {
+			s.log.Warn("the disk is nearly full: released the store's disk reserve to start", "file", s.reserve.path)
+		}
 	}
 	s.syncer.walPath = abs + "-wal"
 	s.syncer.wake = make(chan struct{}, 1)
@@ -162,6 +207,12 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if err := s.openWriter(); err != nil {
 		return nil, err
+	}
+	// Start from an empty WAL: a process that ended without closing the
+	// store (kill -9, power loss) left its WAL behind, and short lives that
+	// each stay under the checkpoint thresholds would otherwise pile up.
+	if err := s.truncateWAL(s.w.conn); err != nil {
+		s.log.Warn("WAL checkpoint at start failed; serving on, the checkpointer tries again", "err", err)
 	}
 	if err := s.openReaders(); err != nil {
 		s.w.close()
@@ -178,6 +229,9 @@ func Open(path string, opts Options) (*Store, error) {
 			s.rdb.Close()
 			return nil, fmt.Errorf("sqlite store: making %s 0600: %w", abs+suffix, err)
 		}
+	}
+	if err := s.reserve.ensure(); err != nil {
+		s.log.Warn("no disk reserve: a full disk will be harder to recover from without a restart", "err", err)
 	}
 	if err := s.startCheckpointer(); err != nil {
 		s.w.close()
@@ -273,10 +327,7 @@ func (s *Store) openWriter() error {
 }
 
 func (s *Store) openReaders() error {
-	db, err := sql.Open("sqlite", s.dsn("query_only(ON)"))
-	if err != nil {
-		return fmt.Errorf("sqlite store: opening read pool on %s: %w", s.path, err)
-	}
+	db := sql.OpenDB(&watchedConnector{dsn: s.dsn("query_only(ON)"), h: &s.health, d: &sqlite.Driver{}})
 	db.SetMaxOpenConns(s.opts.ReadConns)
 	db.SetMaxIdleConns(s.opts.ReadConns)
 	db.SetConnMaxIdleTime(0)
@@ -289,8 +340,12 @@ func (s *Store) openReaders() error {
 	return nil
 }
 
-// Ping reports whether a read and the writer both work.
+// Ping reports whether the store is ready: a read works, no read has met
+// damage since Open, the latest write worked, and the store is open.
 func (s *Store) Ping(ctx context.Context) error {
+	if err := s.health.err(); err != nil {
+		return err
+	}
 	if err := s.rdb.PingContext(ctx); err != nil {
 		return fmt.Errorf("sqlite store: read pool unavailable: %w", err)
 	}
@@ -328,16 +383,7 @@ func (s *Store) Close() error {
 // held deleted sealed text or data keys are no longer on disk in the -wal
 // file. It waits (up to BusyTimeout) for readers of old snapshots to finish.
 func (s *Store) Checkpoint(ctx context.Context) error {
-	return s.do(ctx, true, func(w *writer) error {
-		r, err := walCheckpoint(w.conn, "TRUNCATE")
-		if err != nil {
-			return err
-		}
-		if r.busy {
-			return fmt.Errorf("sqlite store: checkpoint incomplete: readers kept %d of %d WAL frames in use", r.frames-r.copied, r.frames)
-		}
-		return nil
-	})
+	return s.do(ctx, true, func(w *writer) error { return s.truncateWAL(w.conn) })
 }
 
 var _ store.Store = (*Store)(nil)

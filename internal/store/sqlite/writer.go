@@ -98,7 +98,11 @@ func (s *Store) run() {
 			continue
 		}
 		if first.solo {
-			first.done <- s.w.runSolo(first)
+			err := s.w.runSolo(first)
+			if writeFailure(err) {
+				s.batchDone(err)
+			}
+			first.done <- err
 			continue
 		}
 		b := s.w.startBatch(s.opts.MaxBatch)
@@ -135,12 +139,17 @@ func (s *Store) run() {
 			// Answered by the syncer once the batch is on disk.
 			handed++
 			syncq <- committed{seq: handed, ops: b.ops, errs: b.errs}
+			s.ckpt.committed(len(b.ops))
 			if sinceCheckpoint += len(b.ops); sinceCheckpoint >= checkpointEvery {
 				s.ckpt.request()
 				sinceCheckpoint = 0
 			}
+			s.batchDone(b.failure)
 		} else {
 			b.answer()
+			if writeFailure(b.err) {
+				s.batchDone(b.err)
+			}
 		}
 		if s.opts.OnCommit != nil {
 			s.opts.OnCommit(len(b.ops), time.Since(b.start))
@@ -245,6 +254,10 @@ type batch struct {
 	// begun): every op without an error of its own fails with it, and
 	// nothing of the batch exists.
 	err error
+	// failure is the first error of an op that was the database failing
+	// (writeFailure) rather than the op's own answer, even if the batch
+	// went on without that op.
+	failure error
 }
 
 func (w *writer) startBatch(capacity int) *batch {
@@ -273,6 +286,7 @@ func (b *batch) add(o *op) {
 	if o.atomic {
 		if err := o.fn(w); err != nil {
 			b.errs[i] = err
+			b.noteFailure(err)
 			if !isSentinel(err) {
 				b.abort(fmt.Errorf("sqlite store: batch rolled back after a failed write: %w", err))
 			}
@@ -285,6 +299,7 @@ func (b *batch) add(o *op) {
 	}
 	if err := o.fn(w); err != nil {
 		b.errs[i] = err
+		b.noteFailure(err)
 		if _, err := w.exec(w.rollbackTo); err != nil {
 			b.abort(fmt.Errorf("sqlite store: transaction rolled back after a failed write: %w", errors.Join(b.errs[i], err)))
 			return
@@ -292,6 +307,12 @@ func (b *batch) add(o *op) {
 	}
 	if _, err := w.exec(w.release); err != nil {
 		b.abort(fmt.Errorf("sqlite store: releasing savepoint: %w", err))
+	}
+}
+
+func (b *batch) noteFailure(err error) {
+	if b.failure == nil && writeFailure(err) {
+		b.failure = err
 	}
 }
 
