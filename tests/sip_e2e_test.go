@@ -112,21 +112,27 @@ func TestMetricsAndHealth(t *testing.T) {
 	if code, _ := get("/readyz"); code != 200 {
 		t.Fatalf("readyz %d", code)
 	}
-	_, body := get("/metrics")
-	for _, want := range []string{
-		`sealpost_messages_accepted_total{via="https"} 1`,
-		`sealpost_messages_delivered_total 1`,
-		`sealpost_messages_expired_total 0`,
-		`sealpost_messages_refused_total{reason="unknown_recipient"} 1`,
-		`sealpost_messages_refused_total{reason="text_control_character"} 1`,
-		`sealpost_messages_pending 0`,
-		`sealpost_registered_devices 2`,
-		`sealpost_delivery_duration_seconds_count 1`,
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("metrics lack %q", want)
+	// The status turns delivered when the mark is stored; the queue counts
+	// the delivery after that, so the counters are polled, not read once.
+	var body string
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		_, body = get("/metrics")
+		for _, want := range []string{
+			`sealpost_messages_accepted_total{via="https"} 1`,
+			`sealpost_messages_delivered_total 1`,
+			`sealpost_messages_expired_total 0`,
+			`sealpost_messages_refused_total{reason="unknown_recipient"} 1`,
+			`sealpost_messages_refused_total{reason="text_control_character"} 1`,
+			`sealpost_messages_pending 0`,
+			`sealpost_registered_devices 2`,
+			`sealpost_delivery_duration_seconds_count 1`,
+		} {
+			if !strings.Contains(body, want) {
+				return fmt.Errorf("metrics lack %q", want)
+			}
 		}
-	}
+		return nil
+	})
 	// The store's group commits and fsyncs are counted (how many depends
 	// on how the writes fell into batches).
 	for _, name := range []string{"sealpost_store_commit_writes_count", "sealpost_store_fsync_duration_seconds_count"} {
