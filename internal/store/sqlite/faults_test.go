@@ -142,7 +142,7 @@ func refusedAndRecovered(t *testing.T, path string, n int, problem string, want 
 	}
 	s := openAt(t, out, Options{StartCheck: true, ReserveBytes: -1})
 	ctx := context.Background()
-	pending, err := s.Pending(ctx, "bob", 0, 0)
+	pending, err := s.Pending(ctx, "bob", 0, t0.Add(time.Hour), 0)
 	if err != nil || len(pending) != res.Messages {
 		t.Errorf("the recovered store lists %d pending (%v); want %d", len(pending), err, res.Messages)
 	}
@@ -328,7 +328,7 @@ func TestReadErrorMakesUnready(t *testing.T) {
 		t.Fatalf("ready before any read met the damage: %v", err)
 	}
 	for range 3 {
-		if _, err := s.Pending(ctx, "bob", 0, 0); err == nil {
+		if _, err := s.Pending(ctx, "bob", 0, t0.Add(time.Hour), 0); err == nil {
 			t.Fatal("listing every pending message read through a damaged page without an error")
 		}
 	}
