@@ -31,5 +31,8 @@ func (a *app) commandTable() []cli.Command {
 			Args:    "[NAME VALUE]",
 			Help:    "show the settings, or change one",
 			Example: "sealpost settings\nsealpost settings persistent true"}, a.cmdSettings),
+		a.command(cli.Command{Name: "web", NArgs: 0,
+			Help:    "stay online as run does, with the screens in your browser (a local page on 127.0.0.1)",
+			Example: "sealpost web\nsealpost web --listen 127.0.0.1:8700 --no-browser"}, a.cmdWeb),
 	}
 }

@@ -1,0 +1,65 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/sealpost/sealpost/message"
+)
+
+// Conversation returns the conversation with peer in the order History
+// shows it, without marking anything read: a front end that redraws a
+// conversation nobody may be looking at (a window in the background) marks
+// it read with MarkRead once the user sees it.
+func (c *Core) Conversation(ctx context.Context, peer string) ([]Message, error) {
+	if err := message.CheckAccount(peer); err != nil {
+		return nil, err
+	}
+	if err := c.sweeper.sweep(ctx); err != nil {
+		c.logf("validity sweep: %v", err)
+	}
+	rows, err := c.db.query(ctx, "WHERE peer = ? ORDER BY seq", peer)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Message, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, c.toMessage(r))
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out, nil
+}
+
+// MarkRead marks every incoming message from peer read.
+func (c *Core) MarkRead(ctx context.Context, peer string) error {
+	if err := message.CheckAccount(peer); err != nil {
+		return err
+	}
+	if err := c.db.markRead(ctx, peer); err != nil {
+		return fmt.Errorf("mark read: %w", err)
+	}
+	return nil
+}
+
+// LastMessages returns the newest message of each conversation (the one
+// History would show last), by peer: the preview of a contact list. An
+// erased text reads "Message sent" / "Message received".
+func (c *Core) LastMessages(ctx context.Context) (map[string]Message, error) {
+	if err := c.sweeper.sweep(ctx); err != nil {
+		c.logf("validity sweep: %v", err)
+	}
+	// The same order as History: by At (the server's submission time for a
+	// received message), then by local order.
+	const at = "(CASE WHEN outgoing = 0 AND submitted_at > 0 THEN submitted_at ELSE created_at END)"
+	rows, err := c.db.query(ctx, `AS m WHERE seq = (SELECT seq FROM messages AS n WHERE n.peer = m.peer
+		ORDER BY `+at+` DESC, seq DESC LIMIT 1)`)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Message, len(rows))
+	for _, r := range rows {
+		out[r.Peer] = c.toMessage(r)
+	}
+	return out, nil
+}
