@@ -1,7 +1,9 @@
 // Package store defines where sealpostd keeps accounts, tokens, sealed
 // messages, delivery reports and wrapped data keys, and the guarantees every
-// backend gives. The embedded SQLite backend lives in store/sqlite; every
-// backend must pass the conformance suite in store/storetest.
+// backend gives. The embedded SQLite backend lives in store/sqlite, the
+// PostgreSQL backend in store/postgres; every backend must pass the
+// conformance suite in store/storetest (Run, and RunShared for two handles
+// on one database).
 //
 // Life cycle of a message in the store: Submit writes it durably (status
 // enqueued) and only then returns; the delivery scheduler lists the Pending
@@ -21,6 +23,29 @@
 // recipient's unparked messages due at once (Reschedule); a parked message
 // is never listed again and waits, sealed, for ExpireDue and its failure
 // report. Nothing in memory owns any of it.
+//
+// The contract every backend keeps, whatever number of handles, processes
+// or nodes write to one database at once:
+//
+//   - Per-recipient order: a recipient's messages are listed (Pending) in
+//     the order their submissions committed. A message's Seq is larger than
+//     that of every message for the same recipient committed before it, so
+//     a delivery run that lists after the last Seq it has taken never misses
+//     one that commits later. (Sequences alone do not give this when
+//     transactions commit concurrently; see store/postgres.)
+//   - Idempotency: (From, ID) names one message. Any number of concurrent
+//     Submits of it, through any handles, store it once; exactly one is
+//     answered created=true and all get the same Seq.
+//   - Durability: a method that returned nil has committed its write to
+//     disk (SQLite: the WAL is fsynced; PostgreSQL: synchronous_commit on).
+//   - Unknown outcome: a store sentinel error (ErrNotFound, ErrExists,
+//     ErrMailboxFull) means nothing was written. Any other error, including
+//     one after the caller's context ended, may follow a commit that
+//     happened (a network COMMIT whose answer was lost): the caller must not
+//     assume the write was made, nor that it was not. Retrying Submit with
+//     the same (From, ID) is always safe and tells which; the other writes
+//     are safe to repeat (a repeated mark or attempt answers ErrNotFound or
+//     rewrites the same values).
 package store
 
 import (
@@ -31,8 +56,9 @@ import (
 	"github.com/sealpost/sealpost/message"
 )
 
-// Errors returned by Store methods. Any other error is a temporary failure of
-// the backend (disk, connection): the caller must assume nothing was written.
+// Errors returned by Store methods; each means nothing was written. Any other
+// error is a temporary failure of the backend (disk, connection) whose write
+// may or may not have been made (see "Unknown outcome" above).
 var (
 	// ErrNotFound: no such account, token, message or key.
 	ErrNotFound = errors.New("store: not found")

@@ -46,6 +46,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestConformanceShared(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
+		a, path := openTemp(t, Options{})
+		return a, openAt(t, path, Options{})
+	})
+}
+
 func testMsg(from, to string, n int, sealed []byte) store.Message {
 	return store.Message{
 		ID:          fmt.Sprintf("%08x-0000-4000-8000-000000000000", n),

@@ -59,6 +59,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Reports", testReports},
 		{"DataKeys", testDataKeys},
 		{"PutDataKeyConcurrent", testPutDataKeyConcurrent},
+		{"CancelMidCommitThenRetry", testCancelMidCommitThenRetry},
+		{"ExpirePeriodAndKey", testExpirePeriodAndKey},
 		{"Ping", func(t *testing.T, s store.Store) {
 			if err := s.Ping(t.Context()); err != nil {
 				t.Fatalf("Ping on a fresh store: %v", err)
