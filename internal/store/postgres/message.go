@@ -59,7 +59,7 @@ func (s *Store) Message(ctx context.Context, from, id string) (store.Message, er
 func (s *Store) Pending(ctx context.Context, to string, after int64, due time.Time, limit int) ([]store.Message, error) {
 	rows, _ := s.pool.Query(ctx, messageFrom+`
 		WHERE m.to_acct = $1 AND m.status = 'enqueued' AND m.seq > $2 AND NOT m.parked
-			AND ($3 = 0 OR m.next_attempt <= $3)
+			AND ($3::bigint = 0 OR m.next_attempt <= $3)
 		ORDER BY m.seq LIMIT $4`,
 		to, after, encTime(due), limitArg(limit))
 	out, err := collectMessages(rows)
