@@ -30,7 +30,7 @@ type serverError struct {
 
 func (e *serverError) Error() string {
 	if e.Status == http.StatusUnauthorized {
-		return fmt.Sprintf("the server no longer accepts this device's token (401 %s); run sealpost login again", e.Message)
+		return fmt.Sprintf("the server no longer accepts this device's token (401: %s); run sealpost login", e.Message)
 	}
 	if e.Message != "" {
 		return fmt.Sprintf("the server refused it (%d %s): %s", e.Status, e.Code, e.Message)
@@ -40,17 +40,19 @@ func (e *serverError) Error() string {
 
 // permanent reports whether retrying the same request cannot help. Any 4xx
 // is a refusal of the request (the contract: Error at once), with two
-// exceptions that say nothing about the message: 401 means the device's
-// token is no longer valid (the message waits until the user logs in again)
-// and 429 rate_limited asks to come back later. 5xx and network errors are
-// temporary; an unknown error is temporary too, so nothing is given up on a
-// guess.
+// exceptions that say nothing about the message: 408 and 429 rate_limited
+// ask to come back later. A 401 is permanent too: the device's token is
+// revoked or expired, and no retry with it can succeed; the message is
+// Error at once with "run sealpost login", and can be sent again with
+// `sealpost resend` after logging in. 5xx and network errors are
+// temporary; an unknown error is temporary too, so nothing is given up on
+// a guess.
 func permanent(err error) bool {
 	var se *serverError
 	if !errors.As(err, &se) {
 		return false
 	}
-	if se.Status == http.StatusUnauthorized || se.Status == http.StatusRequestTimeout {
+	if se.Status == http.StatusRequestTimeout {
 		return false
 	}
 	if se.Status == http.StatusTooManyRequests && se.Code == api.CodeRateLimited {
@@ -138,6 +140,9 @@ func (a *apiClient) do(req *http.Request, want int, out any) error {
 		}
 		return se
 	}
+	if out == nil {
+		return nil
+	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("the server's answer is not the expected JSON (%d, %q): %w", res.StatusCode, strings.TrimSpace(string(truncate(body, 200))), err)
 	}
@@ -149,4 +154,47 @@ func truncate(b []byte, n int) []byte {
 		return b[:n]
 	}
 	return b
+}
+
+// statuses asks the server for the status of up to api.MaxStatusIDs
+// messages in one request (POST /v1/messages/status).
+func (a *apiClient) statuses(ctx context.Context, ids []string) (api.StatusResponse, error) {
+	var out api.StatusResponse
+	return out, a.postJSON(ctx, api.PathMessageStatus, api.StatusRequest{IDs: ids}, http.StatusOK, &out)
+}
+
+// changePassword sets a new password; the answer is a new token, as every
+// other token of the account is revoked.
+func (a *apiClient) changePassword(ctx context.Context, current, next string) (api.TokenResponse, error) {
+	var out api.TokenResponse
+	err := a.postJSON(ctx, api.PathPassword, api.PasswordRequest{Password: current, NewPassword: next}, http.StatusOK, &out)
+	var se *serverError
+	if errors.As(err, &se) && se.Status == http.StatusForbidden {
+		return out, fmt.Errorf("the server refused the current password (403: %s)", se.Message)
+	}
+	return out, err
+}
+
+// revoke deletes the device's token on the server (DELETE /v1/tokens).
+func (a *apiClient) revoke(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, a.base+api.PathTokens, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.bearer)
+	return a.do(req, http.StatusNoContent, nil)
+}
+
+func (a *apiClient) postJSON(ctx context.Context, path string, in any, want int, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+a.bearer)
+	return a.do(req, want, out)
 }

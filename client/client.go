@@ -126,6 +126,9 @@ func Open(o Options) (*Core, error) {
 	}
 	c.outbox = newOutbox(c)
 	c.sweeper = newSweeper(c)
+	if err := c.outbox.expireOverdue(context.Background()); err != nil {
+		c.logf("outbox: %v", err)
+	}
 	if err := c.sweeper.sweep(context.Background()); err != nil {
 		c.logf("validity sweep: %v", err)
 	}
@@ -163,6 +166,10 @@ func LoadSettings(home string) (Settings, error) { return loadSettings(home) }
 // a failed round. It returns once the message is stored; the outbox submits
 // it while Run (or Flush) is running.
 func (c *Core) Send(ctx context.Context, to, text string) (Message, error) {
+	if !c.LoggedIn() {
+		return Message{}, ErrLoggedOut
+	}
+	to = NormalizeAccount(to)
 	if err := message.CheckAccount(to); err != nil {
 		return Message{}, fmt.Errorf("recipient: %w", err)
 	}
@@ -184,6 +191,9 @@ func (c *Core) Send(ctx context.Context, to, text string) (Message, error) {
 // delivery reports, erases texts whose validity passed, and answers
 // `sealpost send` from other processes on the profile's socket.
 func (c *Core) Run(ctx context.Context) error {
+	if !c.LoggedIn() {
+		return ErrLoggedOut
+	}
 	ln, err := c.listenHandOff()
 	if err != nil {
 		return err

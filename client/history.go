@@ -63,6 +63,7 @@ func (c *Core) toMessage(r row) Message {
 // incoming messages read. Texts past their validity are erased first, so
 // an expired text is never shown.
 func (c *Core) History(ctx context.Context, peer string) ([]Message, error) {
+	peer = NormalizeAccount(peer)
 	if err := message.CheckAccount(peer); err != nil {
 		return nil, err
 	}
@@ -84,11 +85,15 @@ func (c *Core) History(ctx context.Context, peer string) ([]Message, error) {
 	return out, nil
 }
 
-// Message returns one outgoing message (by its id), or if none, an incoming
-// one with that id.
+// Message returns one outgoing message (by its id, or a unique prefix of
+// it), or if none, an incoming one with that id.
 func (c *Core) Message(ctx context.Context, id string) (Message, error) {
 	if err := c.sweeper.sweep(ctx); err != nil {
 		c.logf("validity sweep: %v", err)
+	}
+	id, err := c.resolveID(ctx, id)
+	if err != nil {
+		return Message{}, err
 	}
 	rows, err := c.db.query(ctx, "WHERE id = ? ORDER BY outgoing DESC, seq LIMIT 1", id)
 	if err != nil {
@@ -165,17 +170,7 @@ func (c *Core) Refresh(ctx context.Context, id string) (Message, error) {
 	if err != nil {
 		return c.toMessage(r), err
 	}
-	switch message.Status(st.Status) {
-	case message.Delivered:
-		at := c.clock.Now()
-		if st.DeliveredAt != nil {
-			at = *st.DeliveredAt
-		}
-		err = c.applyReport(ctx, id, message.Delivered, at, "")
-	case message.Expired:
-		err = c.applyReport(ctx, id, message.Error, c.clock.Now(), "the server could not deliver it before it expired")
-	}
-	if err != nil {
+	if _, err := c.applyServerStatus(ctx, st); err != nil {
 		return c.toMessage(r), err
 	}
 	if r, err = c.db.outgoing(ctx, id); err != nil {

@@ -156,6 +156,29 @@ func (o *outbox) pass(ctx context.Context) (int, error) {
 	return started, nil
 }
 
+// expireOverdue gives up every message that has waited QueueLifetime,
+// without starting any attempt: Open calls it, so that a process that is
+// not running the outbox (history, status) still shows the Send error
+// that became due while no run was up.
+func (o *outbox) expireOverdue(ctx context.Context) error {
+	o.passMu.Lock()
+	defer o.passMu.Unlock()
+	rows, err := o.c.db.sending(ctx)
+	if err != nil {
+		return err
+	}
+	now := o.c.clock.Now()
+	for _, r := range rows {
+		o.mu.Lock()
+		busy := o.inflight[r.Peer]
+		o.mu.Unlock()
+		if !busy && !now.Before(r.CreatedAt.Add(time.Duration(o.c.settings.QueueLifetime))) {
+			o.giveUp(ctx, r)
+		}
+	}
+	return nil
+}
+
 // giveUp ends a message that waited QueueLifetime in the outbox: Error, a
 // "Send error" notification, and it leaves the queue.
 func (o *outbox) giveUp(ctx context.Context, r row) {
@@ -301,4 +324,21 @@ func (o *outbox) waitRoundsOver(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// AttemptOnce starts what the outbox may start now (the attempts due, a
+// message just sent among them) and waits for those attempts, without
+// running the outbox on: `sealpost send` without a run uses it to hand a
+// message to the server once, leaving the rest of the round to the next
+// run or trigger.
+func (c *Core) AttemptOnce(ctx context.Context) error {
+	_, err := c.outbox.pass(ctx)
+	c.outbox.attempts.Wait()
+	c.outbox.mu.Lock()
+	if c.outbox.timer != nil {
+		c.outbox.timer.Stop()
+		c.outbox.timer = nil
+	}
+	c.outbox.mu.Unlock()
+	return err
 }

@@ -383,7 +383,7 @@ func TestTemporaryOrPermanent(t *testing.T) {
 		{&serverError{Status: 422, Code: message.CodeTooLong}, true},
 		{&serverError{Status: 429, Code: api.CodeMailboxFull}, true},
 		{&serverError{Status: 429, Code: api.CodeRateLimited}, false},
-		{&serverError{Status: 401, Code: api.CodeUnauthorized}, false},
+		{&serverError{Status: 401, Code: api.CodeUnauthorized}, true},
 		{&serverError{Status: 500}, false},
 		{&serverError{Status: 503, Code: api.CodeStoreUnavailable}, false},
 		{errors.New("dial tcp: connection refused"), false},

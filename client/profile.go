@@ -67,13 +67,25 @@ type LoginOptions struct {
 	// server's host name, or "localhost" (sealpostd's default) when the
 	// server is given by IP address.
 	Domain string
+	// Force allows a login as another account than the profile's: the
+	// local store (the other account's messages) is deleted.
+	Force bool
 }
 
 // Login gets a token for the account and writes the profile into the
-// folder, replacing an earlier one. The server's certificate is verified
-// against the CA file or the system roots; a mismatch is an error.
+// folder, replacing an earlier one of the same account. A profile is one
+// account's: a login as another account is refused (ErrOtherAccount)
+// unless o.Force, which deletes the local store. The server's certificate
+// is verified against the CA file or the system roots; a mismatch is an
+// error. settings.json is written with the defaults if missing, so that
+// it can be read and edited before any change.
 func Login(ctx context.Context, o LoginOptions) error {
+	o.Account = NormalizeAccount(o.Account)
 	if err := message.CheckAccount(o.Account); err != nil {
+		return err
+	}
+	clearOld, err := guardAccount(o.Home, o.Account, o.Force)
+	if err != nil {
 		return err
 	}
 	if o.Password == "" {
@@ -144,6 +156,16 @@ func Login(ctx context.Context, o LoginOptions) error {
 	if err := makeHome(o.Home); err != nil {
 		return err
 	}
+	if clearOld {
+		if err := clearStore(o.Home); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(o.Home, settingsFile)); errors.Is(err, os.ErrNotExist) {
+		if err := saveSettings(o.Home, DefaultSettings()); err != nil {
+			return err
+		}
+	}
 	if p.CustomCA {
 		if err := writeFile0600(filepath.Join(o.Home, caFile), caPEM); err != nil {
 			return err
@@ -151,11 +173,16 @@ func Login(ctx context.Context, o LoginOptions) error {
 	} else {
 		os.Remove(filepath.Join(o.Home, caFile))
 	}
+	return writeProfile(o.Home, p)
+}
+
+// writeProfile replaces the profile file (0600) with p.
+func writeProfile(home string, p profile) error {
 	b, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFile0600(filepath.Join(o.Home, profileFile), append(b, '\n'))
+	return writeFile0600(filepath.Join(home, profileFile), append(b, '\n'))
 }
 
 func md5hex(s string) string    { h := md5.Sum([]byte(s)); return hex.EncodeToString(h[:]) }

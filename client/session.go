@@ -44,13 +44,13 @@ func (c *Core) runSession(ctx context.Context) {
 		if registered {
 			backoff = time.Duration(s.ReconnectMin)
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := reconnectWait(backoff)
 		// The timer is set before the event is told, so whoever reacts to
 		// the event (a test moving a fake clock) finds it set.
 		woke := make(chan struct{})
 		timer := c.clock.AfterFunc(wait, func() { close(woke) })
-		c.logf("SIP: %v; reconnecting in %s", err, wait.Round(time.Millisecond))
-		c.emit(Event{Kind: EventOffline, Detail: fmt.Sprintf("%v; reconnecting in %s", err, wait.Round(time.Millisecond))})
+		c.logf("SIP: %v; reconnecting in %s", err, wait)
+		c.emit(Event{Kind: EventOffline, Detail: fmt.Sprintf("%v; reconnecting in %s", err, wait)})
 		select {
 		case <-woke:
 		case <-ctx.Done():
@@ -59,6 +59,18 @@ func (c *Core) runSession(ctx context.Context) {
 		}
 		backoff = min(backoff*2, time.Duration(s.ReconnectMax))
 	}
+}
+
+// reconnectWait draws the wait before the next attempt to reach the SIP
+// server: between half the backoff and the backoff ("equal jitter"), so
+// devices cut off together come back spread out, and never later than
+// the backoff.
+func reconnectWait(backoff time.Duration) time.Duration {
+	if backoff < 2*time.Millisecond {
+		return backoff
+	}
+	// Whole milliseconds, so the wait the event tells is the wait.
+	return (backoff/2 + rand.N(backoff-backoff/2)).Truncate(time.Millisecond)
 }
 
 // sessionOnce dials, registers and keeps the flow alive until it fails. It

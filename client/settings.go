@@ -44,7 +44,10 @@ type Settings struct {
 	// client refreshes at three quarters of what the server grants.
 	RegisterExpires Duration `json:"register_expires"`
 	// ReconnectMin and ReconnectMax bound the backoff between attempts to
-	// reach the SIP server (doubling, with jitter, from 1 s to 5 min).
+	// reach the SIP server: it doubles from 1 s to 30 s, and each wait is
+	// drawn between half the backoff and the backoff (jitter), so the first
+	// is under a second and a restarted server sees its devices back within
+	// half a minute, not all in the same second.
 	ReconnectMin Duration `json:"reconnect_min"`
 	ReconnectMax Duration `json:"reconnect_max"`
 }
@@ -60,7 +63,7 @@ func DefaultSettings() Settings {
 		KeepaliveTimeout:  Duration(10 * time.Second),
 		RegisterExpires:   Duration(600 * time.Second),
 		ReconnectMin:      Duration(time.Second),
-		ReconnectMax:      Duration(5 * time.Minute),
+		ReconnectMax:      Duration(30 * time.Second),
 	}
 }
 

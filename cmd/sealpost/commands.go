@@ -27,6 +27,7 @@ func (a *app) cmdLogin(fs *flag.FlagSet) runner {
 	sipAddr := fs.String("sip", "", "the server's SIP over TLS address `HOST:PORT` (default: the server's host and the port the server announces)")
 	domain := fs.String("domain", "", "the server's SIP `DOMAIN` (default: the one the server announces at login)")
 	stdinPw := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+	force := fs.Bool("force", false, "log in as another account than the profile's, deleting that account's messages from this profile")
 	return func(ctx context.Context, _ []string) error {
 		if *server == "" || *account == "" {
 			return cli.Usagef("--server and --account are required")
@@ -40,12 +41,12 @@ func (a *app) cmdLogin(fs *flag.FlagSet) runner {
 		}
 		err = client.Login(ctx, client.LoginOptions{
 			Home: a.home, Server: *server, Account: *account, Password: password,
-			CAFile: *ca, SIPAddr: *sipAddr, Domain: *domain,
+			CAFile: *ca, SIPAddr: *sipAddr, Domain: *domain, Force: *force,
 		})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stdout, "logged in as %s at %s; profile in %s\n", *account, *server, a.home)
+		fmt.Fprintf(a.stdout, "logged in as %s at %s; profile in %s\n", client.NormalizeAccount(*account), *server, a.home)
 		return nil
 	}
 }
@@ -78,77 +79,6 @@ func (a *app) open(n client.Notifier, logf func(string, ...any)) (*client.Core, 
 	return client.Open(client.Options{Home: a.home, Notifier: n, Logf: logf})
 }
 
-func (a *app) cmdSend(fs *flag.FlagSet) runner {
-	wait := fs.Bool("wait", false, "wait and print each status change until Delivered or Error")
-	timeout := fs.Duration("timeout", 2*time.Minute, "with --wait: give up waiting after this long (the message stays queued)")
-	jsonOut := fs.Bool("json", false, "print status changes as JSON objects, one a line")
-	return func(ctx context.Context, pos []string) error {
-		core, err := a.open(newNotifier(a.stderr), nil)
-		if err != nil {
-			return err
-		}
-		defer core.Close()
-		printer := eventPrinter(a.stdout, *jsonOut)
-		m, err := core.Send(ctx, pos[0], pos[1])
-		if err != nil {
-			return err
-		}
-		printer(client.Event{Kind: client.EventStatus, Time: m.CreatedAt, ID: m.ID, Peer: m.Peer, Status: m.Status})
-		handed, err := core.HandOff(ctx, m.ID)
-		if err != nil {
-			fmt.Fprintf(a.stderr, "sealpost send: %v; sending it from here\n", err)
-		}
-		if *wait {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, *timeout)
-			defer cancel()
-		}
-		if handed {
-			if !*wait {
-				fmt.Fprintf(a.stdout, "handed to the running sealpost run, which is sending it\n")
-				return nil
-			}
-			return waitLocal(ctx, core, m, printer)
-		}
-		// No run is up: submit it from this process, one round.
-		events, stop := core.Subscribe()
-		printed := make(chan struct{})
-		go func() {
-			defer close(printed)
-			for e := range events {
-				// Sending was printed above; then every failed attempt and
-				// each later status.
-				if e.ID == m.ID && (e.Kind != client.EventStatus || e.Status != message.Sending) {
-					printer(e)
-				}
-			}
-		}()
-		flushErr := core.Flush(ctx)
-		stop()
-		<-printed
-		if flushErr != nil {
-			return fmt.Errorf("sending: %w", flushErr)
-		}
-		cur, err := core.Message(ctx, m.ID)
-		if err != nil {
-			return err
-		}
-		switch {
-		case cur.Status == message.Sending:
-			fmt.Fprintf(a.stdout, "not accepted by the server yet (%s); it stays queued and is sent again when sealpost run connects or you send another message\n", cur.LastError)
-			if *wait {
-				return errors.New("not delivered")
-			}
-			return nil
-		case cur.Status == message.Error:
-			return fmt.Errorf("not sent: %s", cur.LastError)
-		case !*wait:
-			return nil
-		}
-		return waitServer(ctx, core, cur, printer)
-	}
-}
-
 // waitLocal follows a message that a running `sealpost run` is sending:
 // that process writes each status to the shared store.
 func waitLocal(ctx context.Context, core *client.Core, m client.Message, printer func(client.Event)) error {
@@ -169,7 +99,7 @@ func waitLocal(ctx context.Context, core *client.Core, m client.Message, printer
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("still %s after waiting: %w", client.StatusMark(cur.Status), ctx.Err())
+			return cli.ExitError{Code: exitNotFinal, Err: fmt.Errorf("still %s when --timeout ran out; it stays queued", client.StatusMark(cur.Status))}
 		case <-tick.C:
 		}
 	}
@@ -185,7 +115,7 @@ func waitServer(ctx context.Context, core *client.Core, m client.Message, printe
 	for {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("still %s after waiting: %w", client.StatusMark(last), ctx.Err())
+			return cli.ExitError{Code: exitNotFinal, Err: fmt.Errorf("still %s when --timeout ran out; it stays queued", client.StatusMark(last))}
 		case <-tick.C:
 		}
 		cur, err := core.Refresh(ctx, m.ID)
@@ -271,6 +201,7 @@ func (a *app) cmdHistory(fs *flag.FlagSet) runner {
 			return err
 		}
 		defer core.Close()
+		a.refreshStatuses(ctx, core, pos[0], "history")
 		h, err := core.History(ctx, pos[0])
 		if err != nil {
 			return err
@@ -295,7 +226,7 @@ func (a *app) cmdStatus(fs *flag.FlagSet) runner {
 		if err != nil {
 			return err
 		}
-		if m.Outgoing && m.Status == message.Enqueued {
+		if m.Outgoing && m.Status == message.Enqueued && !core.RunActive() {
 			// No delivery report may have reached this device (no run was
 			// up): ask the server. Offline, the local status is still shown.
 			if fresh, err := core.Refresh(ctx, m.ID); err == nil {
@@ -316,6 +247,7 @@ func (a *app) cmdContacts(fs *flag.FlagSet) runner {
 			return err
 		}
 		defer core.Close()
+		a.refreshStatuses(ctx, core, "", "contacts")
 		cs, err := core.Contacts(ctx)
 		if err != nil {
 			return err
@@ -365,5 +297,17 @@ func (a *app) cmdSettings(fs *flag.FlagSet) runner {
 			fmt.Fprintf(a.stdout, "%-20s %s\n", k, list[k])
 		}
 		return nil
+	}
+}
+
+// refreshStatuses asks the server, in one request, where the messages
+// still Enqueued here stand, unless a run is up (its delivery reports keep
+// them true). Offline, what the device knows is shown, with a note.
+func (a *app) refreshStatuses(ctx context.Context, core *client.Core, peer, cmd string) {
+	if core.RunActive() {
+		return
+	}
+	if _, err := core.RefreshStatuses(ctx, peer); err != nil {
+		fmt.Fprintf(a.stderr, "sealpost %s: could not ask the server where your messages stand (%v); showing what this device knows\n", cmd, err)
 	}
 }

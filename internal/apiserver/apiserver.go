@@ -47,6 +47,11 @@ type Options struct {
 	// Domain and SIPPort are told to clients with their token.
 	Domain  string
 	SIPPort func() int
+	// SetPassword changes an account's password and revokes its tokens
+	// (server.SetPassword); nil refuses password changes (see password.go).
+	SetPassword func(ctx context.Context, account, password string) error
+	// PasswordRule checks a new password; nil accepts any non-empty one.
+	PasswordRule func(password string) error
 }
 
 // API serves the HTTPS API.
@@ -105,6 +110,8 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("DELETE "+api.PathTokens, a.revokeToken)
 	mux.HandleFunc("POST "+api.PathMessages, a.submit)
 	mux.HandleFunc("GET "+api.PathMessages+"/{id}", a.status)
+	mux.HandleFunc("POST "+api.PathMessageStatus, a.batchStatus) // batchstatus.go
+	mux.HandleFunc("POST "+api.PathPassword, a.changePassword)   // password.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})

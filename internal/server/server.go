@@ -45,10 +45,10 @@ type Options struct {
 	// it at its first use (DomainFile; default localhost) and every later
 	// use takes it from there: empty means "the recorded one", another
 	// value than the recorded one is refused (ErrDomainMismatch).
-	Domain string
-	CertFile  string // with KeyFile: the TLS certificate; else self-signed in DataDir
-	KeyFile   string
-	StoreURL  string // default: SQLite in DataDir
+	Domain   string
+	CertFile string // with KeyFile: the TLS certificate; else self-signed in DataDir
+	KeyFile  string
+	StoreURL string // default: SQLite in DataDir
 	// MasterKeyFile holds the key that wraps every data key; default
 	// DataDir/master.key. Keeping it elsewhere (and out of the database's
 	// backups) is what makes expired text unreadable from an old copy.
@@ -222,6 +222,7 @@ func (s *Server) Start() error {
 	s.api = apiserver.New(apiserver.Options{
 		Store: s.store, Queue: s.queue, Clock: o.Clock, Log: s.log.With("part", "api"),
 		Metrics: s.metrics, TokenTTL: o.TokenTTL, Domain: o.Domain, Guard: guard,
+		SetPassword: s.SetPassword, // POST /v1/account/password
 		SIPPort: func() int {
 			_, port, _ := net.SplitHostPort(s.SIPAddr())
 			n, _ := strconv.Atoi(port)
