@@ -7,6 +7,7 @@
 //	sealbench SCENARIO --spawn ./sealpostd [--runs 3] [flags]
 //	sealbench SCENARIO --https ADDR --sip ADDR --ca FILE --password-file FILE [--admin ADDR] [--pid N] [flags]
 //	sealbench setup --data DIR --accounts N [--password-file FILE]
+//	sealbench compare --spawn ./sealpostd [--pairs 3] [flags]
 //
 // With --spawn each run gets a fresh sealpostd on a fresh data folder with
 // the accounts provisioned; otherwise the server must be running and its
@@ -48,6 +49,8 @@ const usage = `usage:
   sealbench SCENARIO --spawn PATH/TO/sealpostd [--runs N] [flags]
   sealbench SCENARIO --https ADDR --sip ADDR --ca FILE --password-file FILE [--admin ADDR] [--pid N] [flags]
   sealbench setup --data DIR --accounts N [--domain NAME] [--password-file FILE]
+  sealbench compare --spawn PATH/TO/sealpostd [--pairs 3] [--scenarios relay,latency,store,drain,memory] [flags]
+      the same scenarios over SIP/TLS against Kamailio (bench/kamailio) and sealpostd, interleaved: both medians and the ratio
   sealbench floor --cert FILE --key FILE [--devices 19000]
       a bare Go TLS server answering keepalives on the same idle devices: the floor for connections
 
@@ -70,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return setup(ctx, args[1:], stdout, stderr)
 	case "floor":
 		return floor(ctx, args[1:], stdout, stderr)
+	case "compare":
+		return compare(ctx, args[1:], stdout, stderr)
 	case "floor-server": // the child process of floor
 		if len(args) != 4 {
 			return errors.New("floor-server ADDR CERT KEY")

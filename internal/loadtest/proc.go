@@ -84,6 +84,97 @@ func readProc(pid int) (procSample, error) {
 	return s, nil
 }
 
+// processTree returns pid and every process descended from it, found from
+// the parent ids in /proc/*/stat. A server such as Kamailio works in a tree
+// of processes forked at start (a main process, TCP workers, timers), and
+// its CPU and memory are theirs together; sealpostd is one process.
+func processTree(pid int) ([]int, error) {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return nil, err
+	}
+	children := map[int][]int{}
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(b[i+1:]))
+		if len(fields) < 2 {
+			continue
+		}
+		child, err1 := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		parent, err2 := strconv.Atoi(fields[1]) // field 4, ppid
+		if err1 == nil && err2 == nil {
+			children[parent] = append(children[parent], child)
+		}
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out, nil
+}
+
+// readProcs reads every process of pids and adds their CPU and RSS up. RSS
+// counts a page shared by several processes (Kamailio's shared memory)
+// once in each: readPSS does not.
+func readProcs(pids []int) (procSample, error) {
+	var sum procSample
+	for i, pid := range pids {
+		p, err := readProc(pid)
+		if err != nil {
+			return sum, err
+		}
+		if i == 0 {
+			sum.At = p.At
+		}
+		sum.CPU += p.CPU
+		sum.RSS += p.RSS
+		sum.HWM += p.HWM
+	}
+	return sum, nil
+}
+
+// readPSS returns the proportional set size of pids together, from
+// /proc/PID/smaps_rollup: each resident page divided among the processes
+// that map it, so memory shared by the processes of one server counts once.
+// For a single process without shared mappings it equals RSS.
+func readPSS(pids []int) (int64, error) {
+	var total int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+		if err != nil {
+			return 0, fmt.Errorf("reading the memory of process %d: %w", pid, err)
+		}
+		found := false
+		for _, line := range strings.Split(string(b), "\n") {
+			v, ok := strings.CutPrefix(line, "Pss:")
+			if !ok {
+				continue
+			}
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/smaps_rollup: Pss: %w", pid, err)
+			}
+			total += kb << 10
+			found = true
+			break
+		}
+		if !found {
+			return 0, fmt.Errorf("/proc/%d/smaps_rollup has no Pss line", pid)
+		}
+	}
+	return total, nil
+}
+
 // selfCPU returns the CPU time this process has used (microsecond
 // resolution, unlike /proc's ticks).
 func selfCPU() time.Duration {
@@ -158,7 +249,7 @@ type rssSampler struct {
 	done chan struct{}
 }
 
-func startRSSSampler(pid int, interval time.Duration) *rssSampler {
+func startRSSSampler(pids []int, interval time.Duration) *rssSampler {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &rssSampler{stop: cancel, done: make(chan struct{})}
 	go func() {
@@ -166,7 +257,7 @@ func startRSSSampler(pid int, interval time.Duration) *rssSampler {
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
-			p, err := readProc(pid)
+			p, err := readProcs(pids)
 			s.mu.Lock()
 			if err != nil {
 				s.err = err

@@ -50,6 +50,7 @@ type Result struct {
 	// connections
 	Points           []Point `json:"points,omitempty"`
 	PerDeviceKiB     float64 `json:"per_device_kib,omitempty"`
+	PerDevicePSSKiB  float64 `json:"per_device_pss_kib,omitempty"`
 	IdleCPUPercent   float64 `json:"idle_cpu_percent_of_core,omitempty"`
 	IdleCPUPer20k    float64 `json:"idle_cpu_percent_of_core_per_20000,omitempty"`
 	Pings            int64   `json:"pings,omitempty"`
@@ -62,7 +63,10 @@ type Result struct {
 
 // Usage is a process's CPU and memory over the measured window.
 type Usage struct {
-	PID        int     `json:"pid,omitempty"`
+	PID int `json:"pid,omitempty"`
+	// Processes is how many processes the figures add up: the server's
+	// process and those descended from it (Kamailio works in several).
+	Processes  int     `json:"processes,omitempty"`
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// CPUPercent is of one core: 200 is both cores of a 2-core machine.
 	CPUPercent float64 `json:"cpu_percent_of_core"`
@@ -75,7 +79,10 @@ type Usage struct {
 type Point struct {
 	Devices int     `json:"devices"`
 	RSSMiB  float64 `json:"rss_mib"`
-	Failed  int     `json:"failed,omitempty"`
+	// PSSMiB is the proportional set size of the server's processes:
+	// memory shared between them counted once.
+	PSSMiB float64 `json:"pss_mib"`
+	Failed int     `json:"failed,omitempty"`
 	// HeapLiveMiB is memory in live heap objects, HeapSpansMiB the heap
 	// spans holding them (live plus free slots), StackMiB goroutine
 	// stacks, Goroutines their number.
@@ -165,6 +172,7 @@ func (r *Result) figures() []metric {
 		add("store phase accepted/s", "msg/s", r.AcceptedPerSec)
 	case "connections":
 		add("per device", "KiB", r.PerDeviceKiB)
+		add("per device, proportional (PSS)", "KiB", r.PerDevicePSSKiB)
 		for _, p := range r.Points {
 			add(fmt.Sprintf("RSS at %d devices", p.Devices), "MiB", p.RSSMiB)
 		}

@@ -70,8 +70,9 @@ func Run(ctx context.Context, t Target, s Settings, log io.Writer) (*Result, err
 		}
 		t.PID = pid
 	}
-	if _, err := readProc(t.PID); err != nil {
-		return nil, err
+	pids, err := processTree(t.PID)
+	if err != nil {
+		return nil, fmt.Errorf("the server process for /proc figures: %w", err)
 	}
 	pem, err := os.ReadFile(t.CAFile)
 	if err != nil {
@@ -94,6 +95,8 @@ func Run(ctx context.Context, t Target, s Settings, log io.Writer) (*Result, err
 		stopC: make(chan struct{}),
 	}
 	r.res.Server.PID = t.PID
+	r.res.Server.Processes = len(pids)
+	r.pids = pids
 	r.lastSeq = make([]map[int]int, s.Accounts())
 	for i := range r.lastSeq {
 		r.lastSeq[i] = map[int]int{}
@@ -156,6 +159,7 @@ func checkLoopback(addr string) error {
 // run is the state of one scenario run.
 type run struct {
 	t    Target
+	pids []int // the server's processes: t.PID and its descendants at the start
 	s    Settings
 	log  io.Writer
 	src  *sources
@@ -265,13 +269,34 @@ func (t *sentTable) arrive(id string) (info sentInfo, known, first bool) {
 	return *p, true, first
 }
 
+// textFor returns the text of message id: the id, a space, and x's up to
+// TextChars (only x's when that is too short to hold the id). A server that
+// keeps no header of the submission when it stores a message (Kamailio's
+// msilo keeps the body, its type, From and To) still delivers the id.
+func (r *run) textFor(id string) string {
+	if len(id)+1 > len(r.text) {
+		return r.text
+	}
+	return id + " " + r.text[len(id)+1:]
+}
+
+// deliveredID returns the id of a delivered MESSAGE: its
+// X-Sealpost-Message-ID header, else the id the text starts with.
+func deliveredID(m *sipMsg) string {
+	if m.messageID != "" {
+		return m.messageID
+	}
+	id, _, _ := strings.Cut(string(m.body), " ")
+	return id
+}
+
 // onMessage runs on a device's read goroutine for each delivered MESSAGE.
 func (r *run) onMessage(d *device, m *sipMsg, at time.Time) {
 	if strings.HasPrefix(m.contentType, api.ContentTypeIMDN) {
 		r.reports.Add(1)
 		return
 	}
-	info, known, first := r.sent.arrive(m.messageID)
+	info, known, first := r.sent.arrive(deliveredID(m))
 	switch {
 	case !known:
 		r.errs.add("delivered_unknown_id", 1)
@@ -305,7 +330,7 @@ func (r *run) onMessage(d *device, m *sipMsg, at time.Time) {
 // startWindow begins the measured window: CPU of both processes and the
 // server's peak RSS from here on.
 func (r *run) startWindow() error {
-	p, err := readProc(r.t.PID)
+	p, err := readProcs(r.pids)
 	if err != nil {
 		return err
 	}
@@ -313,13 +338,13 @@ func (r *run) startWindow() error {
 	r.window.server = p
 	r.window.tool = selfCPU()
 	r.window.busy, _ = machineBusy()
-	r.window.rss = startRSSSampler(r.t.PID, 100*time.Millisecond)
+	r.window.rss = startRSSSampler(r.pids, 100*time.Millisecond)
 	return nil
 }
 
 // endWindow ends the measured window at end (zero: now).
 func (r *run) endWindow(end time.Time) error {
-	p, err := readProc(r.t.PID)
+	p, err := readProcs(r.pids)
 	if err != nil {
 		return err
 	}
@@ -504,7 +529,7 @@ func (r *run) sendLoop(ctx, sendCtx context.Context, sender int, submit submitte
 		}
 		r.submitted.Add(1)
 		t0 := time.Now()
-		status, code, err := submit(ctx, r.s.AccountName(to), id, r.text)
+		status, code, err := submit(ctx, r.s.AccountName(to), id, r.textFor(id))
 		lat := time.Since(t0)
 		switch {
 		case err != nil:

@@ -175,6 +175,9 @@ func (r *run) drain(ctx context.Context) error {
 	}
 	missing := r.waitArrivals(ctx, s.Grace)
 	end := time.Unix(0, r.lastArrival.Load())
+	if r.lastArrival.Load() == 0 {
+		end = time.Now() // nothing arrived
+	}
 	if err := r.endWindow(end); err != nil {
 		return err
 	}
@@ -203,12 +206,12 @@ func (r *run) connections(ctx context.Context) error {
 	if err := r.startWindow(); err != nil {
 		return err
 	}
-	rss0, err := r.settledRSS(ctx)
+	p0, err := r.settledMemory(ctx)
 	if err != nil {
 		return err
 	}
-	r.res.Points = append(r.res.Points, r.runtimePoint(ctx, Point{Devices: 0, RSSMiB: mib(rss0)}))
-	r.logf("connections: 0 devices, server RSS %.1f MiB", mib(rss0))
+	r.res.Points = append(r.res.Points, r.runtimePoint(ctx, Point{Devices: 0, RSSMiB: mib(p0.RSS), PSSMiB: mib(p0.PSS)}))
+	r.logf("connections: 0 devices, server RSS %.1f MiB", mib(p0.RSS))
 	have := 0
 	for _, step := range s.Steps {
 		before := r.errs.total()
@@ -220,23 +223,24 @@ func (r *run) connections(ctx context.Context) error {
 		failed := r.errs.total() - before
 		r.logf("connections: %d devices registered in %v (%d failed)", step-failed, time.Since(t0).Round(time.Millisecond), failed)
 		have = step
-		rss, err := r.settledRSS(ctx)
+		p, err := r.settledMemory(ctx)
 		if err != nil {
 			return err
 		}
-		r.res.Points = append(r.res.Points, r.runtimePoint(ctx, Point{Devices: step - failed, RSSMiB: mib(rss), Failed: failed}))
-		r.logf("connections: %d devices, server RSS %.1f MiB", step-failed, mib(rss))
+		r.res.Points = append(r.res.Points, r.runtimePoint(ctx, Point{Devices: step - failed, RSSMiB: mib(p.RSS), PSSMiB: mib(p.PSS), Failed: failed}))
+		r.logf("connections: %d devices, server RSS %.1f MiB", step-failed, mib(p.RSS))
 	}
-	var xs, ys []float64
+	var xs, ys, pss []float64
 	for _, p := range r.res.Points {
-		xs, ys = append(xs, float64(p.Devices)), append(ys, p.RSSMiB*(1<<20))
+		xs, ys, pss = append(xs, float64(p.Devices)), append(ys, p.RSSMiB*(1<<20)), append(pss, p.PSSMiB*(1<<20))
 	}
 	r.res.PerDeviceKiB = slope(xs, ys) / 1024
+	r.res.PerDevicePSSKiB = slope(xs, pss) / 1024
 
 	// CPU at rest: the devices only send their keepalives.
 	last := r.res.Points[len(r.res.Points)-1].Devices
 	r.logf("connections: measuring CPU at rest for %v", s.Idle)
-	p0, err := readProc(r.t.PID)
+	c0, err := readProcs(r.pids)
 	if err != nil {
 		return err
 	}
@@ -246,11 +250,11 @@ func (r *run) connections(ctx context.Context) error {
 		return ctx.Err()
 	case <-time.After(s.Idle):
 	}
-	p1, err := readProc(r.t.PID)
+	c1, err := readProcs(r.pids)
 	if err != nil {
 		return err
 	}
-	idle := (p1.CPU - p0.CPU).Seconds()
+	idle := (c1.CPU - c0.CPU).Seconds()
 	r.res.IdleCPUPercent = 100 * idle / s.Idle.Seconds()
 	if last > 0 {
 		r.res.IdleCPUPer20k = r.res.IdleCPUPercent * 20000 / float64(last)
@@ -264,19 +268,26 @@ func (r *run) connections(ctx context.Context) error {
 	return nil
 }
 
-// settledRSS waits Settle (after asking the server for a GC, with
-// ForceGC) and returns its resident memory.
-func (r *run) settledRSS(ctx context.Context) (int64, error) {
+// memory is the server's resident memory at one point.
+type memory struct{ RSS, PSS int64 }
+
+// settledMemory waits Settle (after asking the server for a GC, with
+// ForceGC) and returns its resident memory, RSS and PSS.
+func (r *run) settledMemory(ctx context.Context) (memory, error) {
 	if err := r.forceGC(ctx); err != nil {
 		r.res.Notes = append(r.res.Notes, err.Error())
 	}
 	select {
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return memory{}, ctx.Err()
 	case <-time.After(r.s.Settle):
 	}
-	p, err := readProc(r.t.PID)
-	return p.RSS, err
+	p, err := readProcs(r.pids)
+	if err != nil {
+		return memory{}, err
+	}
+	pss, err := readPSS(r.pids)
+	return memory{RSS: p.RSS, PSS: pss}, err
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -145,7 +145,7 @@ func (sp *Spawned) Stop() error {
 		case <-time.After(15 * time.Second):
 			_ = sp.cmd.Process.Kill()
 			<-sp.exited
-			err = errors.New("sealpostd did not stop within 15 s of SIGTERM; killed")
+			err = fmt.Errorf("%s did not stop within 15 s of SIGTERM; killed", sp.cmd.Path)
 		}
 		sp.cmd = nil
 	}
