@@ -145,7 +145,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	o.Domain = domain
-	s := &Server{o: o, log: o.Log, metrics: metrics.New(), firstUse: firstUse}
+	s := &Server{o: o, log: slog.New(quietStoreErrors{o.Log.Handler()}), metrics: metrics.New(), firstUse: firstUse}
 
 	if o.MasterKeyFile == "" {
 		o.MasterKeyFile = filepath.Join(o.DataDir, "master.key")
@@ -169,7 +169,8 @@ func New(o Options) (*Server, error) {
 			OnWriteFailure: s.metrics.StoreWriteFailures.Inc,
 			OnReadFailure:  s.metrics.StoreReadFailures.Inc,
 			StartCheck:     o.CheckStore,
-			Logger:         s.log.With("part", "store"),
+			// Unfiltered: the store's own lines are the ones that count.
+			Logger: o.Log.With("part", "store"),
 		})
 		if err != nil {
 			return nil, err

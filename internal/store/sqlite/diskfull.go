@@ -37,12 +37,53 @@ func writeFailure(err error) bool {
 	return errors.As(err, &e)
 }
 
-// batchDone is run by the writer goroutine after each batch with the
-// failure of the database it met, if any.
+// ErrUnavailable is wrapped by the error of every write that failed
+// because the database failed (a full disk, an I/O error), and of every
+// submission refused without being tried while writes fail. The store logs
+// the start and the end of such a period once; callers need not log each.
+var ErrUnavailable = errors.New("sqlite store: writes are failing")
+
+// unavailable wraps a database failure with ErrUnavailable.
+func unavailable(err error) error {
+	if writeFailure(err) && !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// refusingGrowth returns the error for submissions while writes fail, or
+// nil. Run by the writer.
+func (s *Store) refusingGrowth() error {
+	s.health.mu.Lock()
+	last := s.health.writeErr
+	s.health.mu.Unlock()
+	if last == nil {
+		return nil
+	}
+	return fmt.Errorf("%w (not tried: no new message is taken until a write and the disk reserve work again): %w", ErrUnavailable, last)
+}
+
+// batchDone is run by the writer goroutine after each batch (and each
+// probe) with the failure of the database it met, if any.
+//
+// Writes that work while the failure lasts are not yet a recovery: they
+// may be running on the space the reserve freed. Recovery is a working
+// write and, where there is a reserve, room to make it again; tried at
+// most every rescueEvery.
 func (s *Store) batchDone(failure error) {
 	if failure == nil {
+		if !s.health.writesFailing() || time.Since(s.lastRescue) < rescueEvery {
+			return
+		}
+		s.lastRescue = time.Now()
+		if err := s.reserve.ensure(); err != nil {
+			s.log.Debug("writes work, but the disk reserve cannot be made again yet", "err", err)
+			return
+		}
 		if s.health.writeOK() {
-			s.afterRecovery()
+			if err := s.truncateWAL(s.w.conn); err != nil {
+				s.log.Debug("WAL checkpoint after writes recovered", "err", err)
+			}
 		}
 		return
 	}
@@ -79,17 +120,6 @@ func (s *Store) rescue() {
 	}
 }
 
-// afterRecovery starts the WAL over and makes the reserve again once writes
-// work. Run by the writer.
-func (s *Store) afterRecovery() {
-	if err := s.truncateWAL(s.w.conn); err != nil {
-		s.log.Debug("WAL checkpoint after writes recovered", "err", err)
-	}
-	if err := s.reserve.ensure(); err != nil {
-		s.log.Debug("disk reserve not made again yet", "err", err)
-	}
-}
-
 // probeWrite makes one small write through the writer, as a batch would:
 // it rewrites the schema version with its own value, which writes the
 // database's first page to the WAL. Its outcome goes to batchDone like a
@@ -100,9 +130,10 @@ func (s *Store) probeWrite() {
 	_ = s.do(ctx, true, func(w *writer) error {
 		err := w.probe()
 		if err == nil || writeFailure(err) {
+			s.lastRescue = time.Time{} // a probe is due its recovery check
 			s.batchDone(err)
 		}
-		return err
+		return nil
 	})
 }
 

@@ -48,6 +48,13 @@ func (h *health) writeFailed(err error) (first bool) {
 	return first
 }
 
+// countFailure counts a write refused while writes fail.
+func (h *health) countFailure() {
+	if h.onWriteFailure != nil {
+		h.onWriteFailure()
+	}
+}
+
 // writeOK records a write that worked; it reports whether writes had been
 // failing until now.
 func (h *health) writeOK() (recovered bool) {
@@ -72,6 +79,9 @@ func (h *health) writesFailing() bool {
 func (h *health) readFailed(err error) error {
 	if err == nil || !isDamage(err) {
 		return err
+	}
+	if !errors.Is(err, ErrDamaged) {
+		err = fmt.Errorf("%w: %w", ErrDamaged, err)
 	}
 	if h.onReadFailure != nil {
 		h.onReadFailure()

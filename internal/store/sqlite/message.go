@@ -28,7 +28,7 @@ func (s *Store) Submit(ctx context.Context, m store.Message, maxPending int) (st
 	if maxPending > 0 {
 		bound = int64(maxPending)
 	}
-	err := s.doAtomic(ctx, func(w *writer) error {
+	err := s.doSubmit(ctx, func(w *writer) error {
 		// The common case, a new message, is this one statement.
 		seq, before, err := w.insert(m, bound)
 		if err != nil {

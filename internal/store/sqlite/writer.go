@@ -27,7 +27,12 @@ type op struct {
 	// an atomic op fails the whole batch, since SQLite may have rolled back
 	// the transaction under it, and the op's earlier statements with it.
 	atomic bool
-	done   chan error // buffered; receives exactly one answer
+	// grows marks a submission: new data rather than bookkeeping of stored
+	// data. While writes fail it is refused without being tried
+	// (diskfull.go), so that the disk reserve's space goes to delivery
+	// marks and tokens, not to more messages.
+	grows bool
+	done  chan error // buffered; receives exactly one answer
 }
 
 // do queues fn for the writer and waits for its answer: nil only after the
@@ -43,6 +48,11 @@ func (s *Store) do(ctx context.Context, solo bool, fn func(w *writer) error) err
 // doAtomic is do for an op that qualifies as atomic (see op.atomic).
 func (s *Store) doAtomic(ctx context.Context, fn func(w *writer) error) error {
 	return s.queue(ctx, &op{ctx: ctx, fn: fn, atomic: true})
+}
+
+// doSubmit is doAtomic for a submission (see op.grows).
+func (s *Store) doSubmit(ctx context.Context, fn func(w *writer) error) error {
+	return s.queue(ctx, &op{ctx: ctx, fn: fn, atomic: true, grows: true})
 }
 
 func (s *Store) queue(ctx context.Context, o *op) error {
@@ -98,14 +108,11 @@ func (s *Store) run() {
 			continue
 		}
 		if first.solo {
-			err := s.w.runSolo(first)
-			if writeFailure(err) {
-				s.batchDone(err)
-			}
-			first.done <- err
+			first.done <- s.w.runSolo(first)
 			continue
 		}
 		b := s.w.startBatch(s.opts.MaxBatch)
+		b.refuseGrowth = s.refusingGrowth()
 		b.add(first)
 	collect:
 		for b.err == nil && len(b.ops) < s.opts.MaxBatch {
@@ -150,6 +157,9 @@ func (s *Store) run() {
 			if writeFailure(b.err) {
 				s.batchDone(b.err)
 			}
+		}
+		for range b.refused {
+			s.health.countFailure()
 		}
 		if s.opts.OnCommit != nil {
 			s.opts.OnCommit(len(b.ops), time.Since(b.start))
@@ -258,12 +268,16 @@ type batch struct {
 	// (writeFailure) rather than the op's own answer, even if the batch
 	// went on without that op.
 	failure error
+	// refuseGrowth: writes are failing; submissions get this error
+	// without being tried.
+	refuseGrowth error
+	refused      int // submissions refused so far
 }
 
 func (w *writer) startBatch(capacity int) *batch {
 	b := &batch{w: w, start: time.Now(), ops: make([]*op, 0, capacity), errs: make([]error, 0, capacity)}
 	if _, err := w.exec(w.begin); err != nil {
-		b.err = fmt.Errorf("sqlite store: beginning transaction: %w", err)
+		b.err = unavailable(fmt.Errorf("sqlite store: beginning transaction: %w", err))
 	}
 	return b
 }
@@ -283,9 +297,14 @@ func (b *batch) add(o *op) {
 		b.errs[i] = fmt.Errorf("sqlite store: write abandoned before it started: %w", err)
 		return
 	}
+	if o.grows && b.refuseGrowth != nil {
+		b.errs[i] = b.refuseGrowth
+		b.refused++
+		return
+	}
 	if o.atomic {
 		if err := o.fn(w); err != nil {
-			b.errs[i] = err
+			b.errs[i] = unavailable(err)
 			b.noteFailure(err)
 			if !isSentinel(err) {
 				b.abort(fmt.Errorf("sqlite store: batch rolled back after a failed write: %w", err))
@@ -298,7 +317,7 @@ func (b *batch) add(o *op) {
 		return
 	}
 	if err := o.fn(w); err != nil {
-		b.errs[i] = err
+		b.errs[i] = unavailable(err)
 		b.noteFailure(err)
 		if _, err := w.exec(w.rollbackTo); err != nil {
 			b.abort(fmt.Errorf("sqlite store: transaction rolled back after a failed write: %w", errors.Join(b.errs[i], err)))
@@ -319,7 +338,7 @@ func (b *batch) noteFailure(err error) {
 // abort rolls the transaction back: none of the batch's writes exists.
 func (b *batch) abort(err error) {
 	b.w.exec(b.w.rollback) // may fail if SQLite already rolled back; the tx is gone either way
-	b.err = err
+	b.err = unavailable(err)
 }
 
 // commit commits the transaction and reports whether it did. When it did
