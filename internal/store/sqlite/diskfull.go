@@ -68,14 +68,17 @@ func (s *Store) refusingGrowth() error {
 //
 // Writes that work while the failure lasts are not yet a recovery: they
 // may be running on the space the reserve freed. Recovery is a working
-// write and, where there is a reserve, room to make it again; tried at
-// most every rescueEvery.
+// write and room to make the reserve again with as much left over
+// (reserve.roomToRecover); tried at most every rescueEvery.
 func (s *Store) batchDone(failure error) {
 	if failure == nil {
 		if !s.health.writesFailing() || time.Since(s.lastRescue) < rescueEvery {
 			return
 		}
 		s.lastRescue = time.Now()
+		if !s.reserve.roomToRecover() {
+			return
+		}
 		if err := s.reserve.ensure(); err != nil {
 			s.log.Debug("writes work, but the disk reserve cannot be made again yet", "err", err)
 			return

@@ -42,7 +42,7 @@ func (h *health) writeFailed(err error) (first bool) {
 	h.writeErr = err
 	h.mu.Unlock()
 	if first {
-		h.log.Error("store writes are failing: submissions are refused with 503 and /readyz is not ready until a write succeeds again; free disk space if the disk is full (this is logged once; sealpost_store_write_failures_total counts them)",
+		h.log.Error("store writes are failing: submissions are refused with 503 and /readyz is not ready until writes work and the disk has room again (the server notices by itself, no restart needed); free disk space if the disk is full (this is logged once; sealpost_store_write_failures_total counts them)",
 			"err", err)
 	}
 	return first

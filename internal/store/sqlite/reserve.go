@@ -85,6 +85,24 @@ func (r *reserve) write() error {
 	return f.Close()
 }
 
+// minRoom is the free space that counts as room when there is no reserve.
+const minRoom = 1 << 20
+
+// roomToRecover reports whether the disk has room for the reserve (if it
+// is missing) and as much again for writes; where free space cannot be
+// known, it reports true and making the reserve is the test.
+func (r *reserve) roomToRecover() bool {
+	free, ok := freeBytes(r.path)
+	if !ok {
+		return true
+	}
+	need := max(r.size, minRoom)
+	if !r.present() {
+		need += r.size
+	}
+	return free >= need
+}
+
 // needRoom reports whether the disk holding the reserve has less free
 // space than the reserve's size: a start on a full disk then releases it
 // first, so that opening and checkpointing the store have room.

@@ -230,8 +230,22 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("sqlite store: making %s 0600: %w", abs+suffix, err)
 		}
 	}
-	if err := s.reserve.ensure(); err != nil {
-		s.log.Warn("no disk reserve: a full disk will be harder to recover from without a restart", "err", err)
+	// Find out now whether writes work, so that a start on a full disk is
+	// not ready and takes no submission before its first write fails.
+	// A disk with less room than the reserve and as much again counts as
+	// full, as it does for the recovery of a running server (diskfull.go).
+	if err := s.w.probe(); writeFailure(err) {
+		s.health.writeFailed(unavailable(err))
+	} else if err != nil {
+		s.log.Warn("write probe at start failed", "err", err)
+	} else if s.reserve.size > 0 && !s.reserve.roomToRecover() {
+		free, _ := freeBytes(s.path)
+		s.health.writeFailed(fmt.Errorf("%w: the disk is full: %d bytes free, less than the %d the store keeps in reserve and as much again", ErrUnavailable, free, s.reserve.size))
+	}
+	if !s.health.writesFailing() {
+		if err := s.reserve.ensure(); err != nil {
+			s.log.Warn("no disk reserve: a full disk will be harder to recover from without a restart", "err", err)
+		}
 	}
 	if err := s.startCheckpointer(); err != nil {
 		s.w.close()
