@@ -29,14 +29,17 @@ const (
 	EventErased EventKind = "erased"
 )
 
-// Event is one thing that happened, for front ends and scripts. It never
-// carries message text.
+// Event is one thing that happened, for front ends and scripts. A
+// received event carries the message's text: the events are the user's
+// own stream (the user's terminal, their scripts), never a log; no other
+// event carries text.
 type Event struct {
 	Kind   EventKind      `json:"event"`
 	Time   time.Time      `json:"time"`
 	ID     string         `json:"id,omitempty"`
 	Peer   string         `json:"peer,omitempty"`
 	Status message.Status `json:"status,omitempty"`
+	Text   string         `json:"text,omitempty"` // EventReceived only
 	Detail string         `json:"detail,omitempty"`
 	Count  int            `json:"count,omitempty"`
 }
@@ -51,7 +54,7 @@ func (e Event) String() string {
 		}
 		return s
 	case EventReceived:
-		return fmt.Sprintf("%s new message from %s (%s)", t, e.Peer, e.ID)
+		return fmt.Sprintf("%s %s: %s (%s)", t, e.Peer, e.Text, e.ID)
 	case EventSendError:
 		return fmt.Sprintf("%s Send error: message %s to %s: %s", t, e.ID, e.Peer, e.Detail)
 	case EventAttemptFailed:

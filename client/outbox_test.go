@@ -60,11 +60,13 @@ func enqueued(clk clock.Clock) func(int, api.SubmitRequest, context.Context) (ap
 type notes struct {
 	mu     sync.Mutex
 	titles []string
+	full   []string // "title: body"
 }
 
 func (n *notes) Notify(title, body string) error {
 	n.mu.Lock()
 	n.titles = append(n.titles, title)
+	n.full = append(n.full, title+": "+body)
 	n.mu.Unlock()
 	return nil
 }

@@ -63,8 +63,15 @@ func (c *Core) handleSIP(req *sip.Request) (int, string) {
 		c.logf("receive: %s from %s already stored; dropped the repeat", id, peer)
 		return 200, "OK"
 	}
-	c.emit(Event{Kind: EventReceived, ID: id, Peer: peer, Status: Received})
-	c.notify("New message from "+peer, fmt.Sprintf("sealpost history %s", peer))
+	text := string(req.Body())
+	c.emit(Event{Kind: EventReceived, ID: id, Peer: peer, Status: Received, Text: text})
+	// Who and what, as a phone shows it ("alice: Hello Bob 👋"), unless
+	// the user hides texts from notifications (notify_text false).
+	body := text
+	if !c.settings.NotifyText {
+		body = "New message"
+	}
+	c.notify(peer, body)
 	c.sweeper.kick()
 	return 200, "OK"
 }

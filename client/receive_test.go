@@ -55,10 +55,30 @@ func TestReceiveStoresOnceAndNotifies(t *testing.T) {
 	if len(h) != 1 || h[0].Text != "hello alice" || h[0].Outgoing || !h[0].At.Equal(t0.Add(-time.Minute)) {
 		t.Fatalf("history after a repeated delivery: %+v", h)
 	}
-	if got := r.notes.list(); len(got) != 1 || got[0] != "New message from bob" {
-		t.Fatalf("notifications %v", got)
+	r.notes.mu.Lock()
+	got := r.notes.full
+	r.notes.mu.Unlock()
+	if len(got) != 1 || got[0] != "bob: hello alice" {
+		t.Fatalf("notifications %q, want who and what", got)
 	}
 	waitFor(t, func() bool { return len(r.eventsOf(EventReceived)) == 1 })
+	if e := r.eventsOf(EventReceived)[0]; e.Text != "hello alice" || e.Peer != "bob" || e.ID != id {
+		t.Fatalf("received event %+v does not carry the text", e)
+	}
+}
+
+// notify_text false: the notification says who, not what.
+func TestNotificationCanHideTheText(t *testing.T) {
+	r := newRig(t, func(s *Settings) { s.NotifyText = false })
+	if code, _ := r.c.handleSIP(sipMessage(t, "bob", message.NewID(), "text/plain", "a secret", t0)); code != 200 {
+		t.Fatal(code)
+	}
+	r.notes.mu.Lock()
+	got := r.notes.full
+	r.notes.mu.Unlock()
+	if len(got) != 1 || got[0] != "bob: New message" {
+		t.Fatalf("notifications %q", got)
+	}
 }
 
 func TestReceiveRefusesWhatItCannotStore(t *testing.T) {

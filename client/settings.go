@@ -34,6 +34,10 @@ type Settings struct {
 	Validity Duration `json:"validity"`
 	// Persistent keeps texts past Validity.
 	Persistent bool `json:"persistent"`
+	// NotifyText shows a received message's text in its notification
+	// ("alice: Hello Bob 👋"); false shows only who sent one, for screens
+	// others can see.
+	NotifyText bool `json:"notify_text"`
 	// KeepaliveInterval is the spacing of CRLF keepalives on the SIP flow
 	// (60 s); each one sent is also a retry trigger.
 	KeepaliveInterval Duration `json:"keepalive_interval"`
@@ -64,6 +68,7 @@ func DefaultSettings() Settings {
 		RegisterExpires:   Duration(600 * time.Second),
 		ReconnectMin:      Duration(time.Second),
 		ReconnectMax:      Duration(30 * time.Second),
+		NotifyText:        true,
 	}
 }
 
@@ -177,7 +182,7 @@ func (s *Settings) Set(name, value string) error {
 			return fmt.Errorf("setting %s wants a whole number, not %q", name, value)
 		}
 		raw = value
-	case "persistent":
+	case "persistent", "notify_text":
 		v, err := strconv.ParseBool(value)
 		if err != nil {
 			return fmt.Errorf("setting %s wants true or false, not %q", name, value)

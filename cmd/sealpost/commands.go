@@ -156,12 +156,12 @@ func eventPrinter(w interface{ Write([]byte) (int, error) }, asJSON bool) func(c
 			fmt.Fprintf(w, "%s\n", b)
 			return
 		}
-		fmt.Fprintln(w, e.String())
+		fmt.Fprintln(w, strings.ReplaceAll(clean(e.String()), "\n", " "))
 	}
 }
 
 func (a *app) cmdRun(fs *flag.FlagSet) runner {
-	jsonOut := fs.Bool("json", false, "print one JSON object per event, for scripts")
+	jsonOut := fs.Bool("json", false, "print one JSON object per event, for scripts; a received message's event carries its text (it is your own stream: keep it out of shared logs)")
 	verbose := fs.Bool("v", false, "print diagnostics on standard error (never message texts or secrets)")
 	return func(ctx context.Context, _ []string) error {
 		var logf func(string, ...any)

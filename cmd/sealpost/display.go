@@ -47,13 +47,25 @@ func stamp(t time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05")
 }
 
+// Bubble widths: a message takes at most bubbleShare of the terminal, and
+// never more than bubbleMax columns, so lines stay readable on a wide one.
+const (
+	bubbleShare = 60 // per cent
+	bubbleMax   = 70
+	bubbleMin   = 20
+)
+
 // printHistory shows a conversation the way the manual draws it: the
-// contact's messages on the left, yours on the right with their status mark.
+// contact's messages on the left, yours on the right, each a block of
+// word-wrapped lines of its own width, with its time and (yours) status
+// mark; every line of a message, its error included, stays on its side.
 func printHistory(w io.Writer, me, peer string, h []client.Message, width int) {
 	if len(h) == 0 {
 		fmt.Fprintf(w, "no messages with %s\n", peer)
 		return
 	}
+	bubble := min(width*bubbleShare/100, bubbleMax)
+	bubble = min(max(bubble, bubbleMin), width)
 	fmt.Fprintf(w, "%s%s\n", peer, pad(me, width-uniseg.StringWidth(peer)))
 	for _, m := range h {
 		text := clean(m.Text)
@@ -62,7 +74,7 @@ func printHistory(w io.Writer, me, peer string, h []client.Message, width int) {
 		}
 		if !m.Outgoing {
 			fmt.Fprintf(w, "%s\n", stamp(m.At))
-			for _, line := range wrap(text, width*2/3) {
+			for _, line := range wrap(text, bubble) {
 				fmt.Fprintf(w, "  %s\n", line)
 			}
 			continue
@@ -79,12 +91,17 @@ func printHistory(w io.Writer, me, peer string, h []client.Message, width int) {
 			}
 		case message.Error:
 			if m.LastError != "" {
-				meta += ": " + m.LastError
+				meta += ": " + clean(m.LastError)
 			}
 		}
-		fmt.Fprintln(w, pad(meta, width))
-		for _, line := range wrap(text, width*2/3) {
-			fmt.Fprintln(w, pad(line+"  ", width))
+		lines := append(wrap(meta, bubble), wrap(text, bubble)...)
+		block := 0
+		for _, l := range lines {
+			block = max(block, uniseg.StringWidth(l))
+		}
+		indent := strings.Repeat(" ", max(width-block-2, 0))
+		for _, l := range lines {
+			fmt.Fprintf(w, "%s%s\n", indent, l)
 		}
 	}
 }
@@ -98,8 +115,9 @@ func pad(s string, width int) string {
 	return strings.Repeat(" ", n) + s
 }
 
-// wrap splits text at line feeds and at max columns, between characters
-// as a person counts them, so an emoji is never cut in half.
+// wrap splits text at line feeds and, between words, at max columns; a
+// word longer than a line is split between characters as a person counts
+// them, so an emoji is never cut in half.
 func wrap(text string, max int) []string {
 	if max < 10 {
 		max = 10
@@ -107,19 +125,41 @@ func wrap(text string, max int) []string {
 	var out []string
 	for _, para := range strings.Split(text, "\n") {
 		line, cols := "", 0
-		g := uniseg.NewGraphemes(para)
-		for g.Next() {
-			cw := g.Width()
-			if cols+cw > max {
-				out = append(out, line)
-				line, cols = "", 0
+		for i, word := range strings.Split(para, " ") {
+			ww := uniseg.StringWidth(word)
+			if i > 0 && cols+1+ww <= max {
+				line += " " + word
+				cols += 1 + ww
+				continue
 			}
-			line += g.Str()
-			cols += cw
+			if i > 0 {
+				out = append(out, line)
+			}
+			for ww > max {
+				head, rest := cut(word, max)
+				out = append(out, head)
+				word, ww = rest, uniseg.StringWidth(rest)
+			}
+			line, cols = word, ww
 		}
 		out = append(out, line)
 	}
 	return out
+}
+
+// cut returns the longest start of s that is at most max columns, and the
+// rest, splitting between grapheme clusters.
+func cut(s string, max int) (string, string) {
+	cols, end := 0, 0
+	g := uniseg.NewGraphemes(s)
+	for g.Next() {
+		if cols+g.Width() > max && end > 0 {
+			break
+		}
+		cols += g.Width()
+		_, end = g.Positions()
+	}
+	return s[:end], s[end:]
 }
 
 func printStatus(w io.Writer, m client.Message) {
@@ -174,6 +214,6 @@ func (n *notifier) Notify(title, body string) error {
 		}
 		// No desktop after all: fall back to the terminal.
 	}
-	_, err := fmt.Fprintf(n.w, "\a** %s: %s\n", title, body)
+	_, err := fmt.Fprintf(n.w, "\a** %s: %s\n", clean(title), strings.ReplaceAll(clean(body), "\n", " "))
 	return err
 }

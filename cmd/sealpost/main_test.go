@@ -30,26 +30,69 @@ func TestWrapNeverCutsACharacter(t *testing.T) {
 
 func TestHistoryLayout(t *testing.T) {
 	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.Local)
+	long := "Hello Bob, this is a longer message that has to wrap over several lines of the bubble 👋"
 	h := []client.Message{
 		{Peer: "alice", Text: "hi bob", Status: client.Received, At: at},
 		{Peer: "alice", Outgoing: true, Text: "hi alice", Status: message.Delivered, At: at.Add(time.Minute), DeliveredAt: at.Add(2 * time.Minute)},
 		{Peer: "alice", Text: client.PlaceholderReceived, Erased: true, Status: client.Received, At: at.Add(3 * time.Minute)},
 		{Peer: "alice", Text: "\x1b[31mred", Status: client.Received, At: at.Add(4 * time.Minute)},
+		{Peer: "alice", Outgoing: true, Text: long, Status: message.Error, At: at.Add(5 * time.Minute),
+			LastError: "the server refused it (404 unknown_recipient): no account named alice, which is a long reason"},
 	}
-	var b bytes.Buffer
-	printHistory(&b, "bob", "alice", h, 50)
-	out := b.String()
-	lines := strings.Split(out, "\n")
-	if !strings.HasPrefix(lines[2], "  hi bob") {
-		t.Errorf("incoming not on the left:\n%s", out)
+	for _, width := range []int{50, 80, 200} {
+		var b bytes.Buffer
+		printHistory(&b, "bob", "alice", h, width)
+		out := b.String()
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		if !strings.HasPrefix(lines[2], "  hi bob") {
+			t.Errorf("width %d: incoming not on the left:\n%s", width, out)
+		}
+		if !strings.Contains(out, "Delivered") || !strings.HasSuffix(lines[len(lines)-1], "bubble 👋") {
+			t.Errorf("width %d: outgoing without its mark:\n%s", width, out)
+		}
+		if !strings.Contains(out, "[Message received]") || strings.Contains(out, "\x1b") {
+			t.Errorf("width %d: placeholder missing or an escape sequence reached the terminal:\n%q", width, out)
+		}
+		bubble := min(width*60/100, 70)
+		// The last message (outgoing, Error): every line, the error too,
+		// starts at the same column right of the middle, and none is wider
+		// than the bubble; words are not cut.
+		var block []string
+		for i, l := range lines {
+			if strings.Contains(l, "Error:") {
+				block = lines[i:]
+			}
+		}
+		if len(block) < 3 || !strings.Contains(strings.Join(strings.Fields(strings.Join(block, " ")), " "), "Error: the server refused it") {
+			t.Fatalf("width %d: no Error block at the end:\n%s", width, out)
+		}
+		indent := len(block[0]) - len(strings.TrimLeft(block[0], " "))
+		if indent < width-bubble-2 {
+			t.Errorf("width %d: the error line starts at column %d, left of the bubble:\n%s", width, indent, out)
+		}
+		var words []string
+		for _, l := range block {
+			if n := len(l) - len(strings.TrimLeft(l, " ")); n != indent {
+				t.Errorf("width %d: line %q starts at %d, not with its message at %d", width, l, n, indent)
+			}
+			if w := uniseg.StringWidth(strings.TrimLeft(l, " ")); w > bubble {
+				t.Errorf("width %d: line %q is %d columns, above the bubble's %d", width, l, w, bubble)
+			}
+			words = append(words, strings.Fields(l)...)
+		}
+		if !strings.Contains(strings.Join(words, " "), long) {
+			t.Errorf("width %d: the text was cut mid-word:\n%s", width, out)
+		}
 	}
-	if !strings.HasSuffix(lines[3], "Delivered 09:02:00") || !strings.HasSuffix(lines[4], "hi alice  ") || uniseg.StringWidth(lines[4]) != 50 {
-		t.Errorf("outgoing not on the right with its mark:\n%s", out)
+}
+
+func TestWrapKeepsWords(t *testing.T) {
+	got := wrap("one two three four five six", 10)
+	if strings.Join(got, "|") != "one two|three four|five six" {
+		t.Errorf("wrap by words: %q", got)
 	}
-	if !strings.Contains(out, "[Message received]") {
-		t.Errorf("no placeholder:\n%s", out)
-	}
-	if strings.Contains(out, "\x1b") {
-		t.Errorf("an escape sequence reached the terminal:\n%q", out)
+	got = wrap("abcdefghijklmnopqrstuvwxyz end", 10)
+	if strings.Join(got, "|") != "abcdefghij|klmnopqrst|uvwxyz end" {
+		t.Errorf("a word longer than the line: %q", got)
 	}
 }

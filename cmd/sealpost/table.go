@@ -14,7 +14,7 @@ func (a *app) commandTable() []cli.Command {
 			Help:    sendHelp,
 			Example: "sealpost send bob 'Hello Bob 👋'\nsealpost send bob 'Are you there?' --wait"}, a.cmdSend),
 		a.command(cli.Command{Name: "run", NArgs: 0,
-			Help:    "stay online: register, receive, notify, send what is queued",
+			Help:    "stay online: register, receive, notify, send what is queued; prints each event (--json: one JSON object a line, received messages with their text)",
 			Example: "sealpost run\nsealpost run --json"}, a.cmdRun),
 		a.command(cli.Command{Name: "history", NArgs: 1,
 			Args:    "NAME",

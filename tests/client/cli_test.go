@@ -262,14 +262,20 @@ func TestCommandLine(t *testing.T) {
 	if len(bad) != 0 {
 		t.Fatalf("run --json printed lines that are not JSON: %q", bad)
 	}
-	// No message text in the event stream.
+	// A received event carries the text (the user's own stream); no
+	// other event does.
+	if !aliceRun.has("received", "text", "Hi Alice") {
+		t.Fatal("alice's received event does not carry the text")
+	}
 	for _, r := range []*runner{aliceRun, bobRun} {
 		r.mu.Lock()
-		b, _ := json.Marshal(r.events)
-		r.mu.Unlock()
-		if strings.Contains(string(b), "Hello Bob") || strings.Contains(string(b), "Hi Alice") {
-			t.Fatal("an event line carries message text")
+		for _, e := range r.events {
+			b, _ := json.Marshal(e)
+			if e["event"] != "received" && (strings.Contains(string(b), "Hello Bob") || strings.Contains(string(b), "Hi Alice")) {
+				t.Errorf("a %v event carries message text: %s", e["event"], b)
+			}
 		}
+		r.mu.Unlock()
 	}
 }
 
