@@ -84,6 +84,18 @@ func TestNoTextOrSecretAtRest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if servertest.OnPostgres() {
+		// The database's own files and the server's WAL (which holds every
+		// database's changes) instead of a file in the data folder.
+		dirs := postgresFiles(t, s.StoreURL)
+		scanPG := func(when string) {
+			for _, dir := range dirs {
+				scanFiles(t, when, dir, append(append([]string{}, texts...), secrets...))
+			}
+		}
+		scanPG("running, PostgreSQL")
+		defer scanPG("stopped, PostgreSQL")
+	}
 	scan("running")
 	s.Stop(t)
 	scan("stopped")
@@ -95,7 +107,11 @@ func TestNoTextOrSecretAtRest(t *testing.T) {
 		}
 	}
 	// And the files holding secrets are private.
-	for _, name := range []string{"master.key", "key.pem", "sealpost.db"} {
+	private := []string{"master.key", "key.pem", "sealpost.db"}
+	if servertest.OnPostgres() {
+		private = private[:2] // no database file in the data folder
+	}
+	for _, name := range private {
 		st, err := os.Stat(filepath.Join(s.DataDir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -163,6 +179,7 @@ func TestMasterKeyOutsideDataFolder(t *testing.T) {
 	s.Stop(t)
 	other := servertest.Start(t, servertest.WithOptions(func(o *server.Options) {
 		o.DataDir = s.DataDir
+		o.StoreURL = s.StoreURL
 		o.MasterKeyFile = filepath.Join(t.TempDir(), "new.key")
 	}))
 	msgs, err := other.Store().Pending(t.Context(), "bob", 0, time.Time{}, 10)

@@ -66,6 +66,12 @@ func (a *app) commands() []cli.Command {
 			Run:     a.storeRecover,
 		},
 		{
+			Name: "store copy", NArgs: 0,
+			Help:    "copy the embedded SQLite store, waiting messages and all, into an empty PostgreSQL database (server stopped)",
+			Example: "sealpostd --data /var/lib/sealpostd store copy --to postgres://sealpost@db.example.org:5432/sealpost",
+			Flags:   a.storeCopyFlags, Run: a.storeCopy,
+		},
+		{
 			Name: "config example", NArgs: 0,
 			Help:    "print a commented config file with every setting at its default",
 			Example: "sealpostd config example > /etc/sealpostd.conf",

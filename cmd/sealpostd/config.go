@@ -50,7 +50,7 @@ func (c *config) settings() []setting {
 		{"domain", "SIP domain and digest realm (AOR sip:NAME@DOMAIN), recorded in the data folder at its first use (default localhost); later a different one is refused: see sealpostd help domain set", func(fs *flag.FlagSet) { fs.StringVar(&c.Domain, "domain", "", "") }},
 		{"cert", "TLS certificate file (PEM); with --key. Default: self-signed in the data folder", func(fs *flag.FlagSet) { fs.StringVar(&c.Cert, "cert", "", "") }},
 		{"key", "TLS private key file (PEM)", func(fs *flag.FlagSet) { fs.StringVar(&c.Key, "key", "", "") }},
-		{"store", "message store URL; empty for the embedded SQLite in the data folder", func(fs *flag.FlagSet) { fs.StringVar(&c.Store, "store", "", "") }},
+		{"store", "message store: empty for the embedded SQLite in the data folder, sqlite:PATH, or postgres://USER[:PASSWORD]@HOST:PORT/DB for a PostgreSQL of your own (the master key and certificates stay in the data folder)", func(fs *flag.FlagSet) { fs.StringVar(&c.Store, "store", "", "") }},
 		{"master-key", "file of the master key that wraps the data keys (created 0600 if missing); default DATA/master.key. Keep it out of the database's backups", func(fs *flag.FlagSet) { fs.StringVar(&c.MasterKey, "master-key", "", "") }},
 		{"expiry", "how long an undelivered message is kept", func(fs *flag.FlagSet) { fs.DurationVar(&c.Expiry, "expiry", 72*time.Hour, "") }},
 		{"retries", "delivery retries while the device stays registered", func(fs *flag.FlagSet) { fs.IntVar(&c.Retries, "retries", 5, "") }},

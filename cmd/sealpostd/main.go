@@ -35,6 +35,8 @@ type app struct {
 	account       string
 	status        string
 	limit         int
+	copyFrom      string // store copy --from
+	copyTo        string // store copy --to
 }
 
 // run is main without the process: tests call it directly.

@@ -176,10 +176,14 @@ func New(o Options) (*Server, error) {
 			return nil, err
 		}
 		s.store = st
-	case strings.HasPrefix(o.StoreURL, "postgres://"), strings.HasPrefix(o.StoreURL, "postgresql://"):
-		return nil, errors.New("--store postgres://… is not available in this version yet; use the embedded SQLite store (leave --store empty)")
+	case IsPostgresURL(o.StoreURL):
+		st, err := s.openPostgres(o.StoreURL)
+		if err != nil {
+			return nil, err
+		}
+		s.store = st
 	default:
-		return nil, fmt.Errorf("--store %q: use sqlite:PATH, or leave it empty for the embedded store", o.StoreURL)
+		return nil, fmt.Errorf("--store %q: use sqlite:PATH, postgres://USER@HOST:PORT/DB, or leave it empty for the embedded store", o.StoreURL)
 	}
 	s.sealer, err = seal.New(masterKey, s.store, func(err error) bool { return errors.Is(err, store.ErrNotFound) }, o.KeyPeriod)
 	if err != nil {

@@ -1,6 +1,10 @@
 // Package servertest starts a real sealpostd in-process for tests: real TLS
 // on loopback ports with a generated certificate, the real SQLite file in a
 // temporary folder, and optionally a fake clock for the time rules.
+//
+// With SEALPOST_TEST_STORE=postgres every server stores on PostgreSQL
+// instead, in a fresh database of its own on the test server (pgtest), so
+// the same end-to-end tests show both backends.
 package servertest
 
 import (
@@ -20,6 +24,7 @@ import (
 	"github.com/sealpost/sealpost/api"
 	"github.com/sealpost/sealpost/internal/clock"
 	"github.com/sealpost/sealpost/internal/server"
+	"github.com/sealpost/sealpost/internal/store/postgres/pgtest"
 )
 
 // Server is a running test server.
@@ -32,6 +37,7 @@ type Server struct {
 	CAFile    string // PEM of the self-signed certificate
 	CertPool  *x509.CertPool
 	DataDir   string
+	StoreURL  string      // the --store of the server: empty for SQLite in DataDir
 	Clock     *clock.Fake // nil unless WithFakeClock
 	opts      server.Options
 	logWriter *testWriter
@@ -67,9 +73,13 @@ func Start(t testing.TB, opts ...Option) *Server {
 		// As sealpostd serve does.
 		CheckStore: true,
 	}
+	if OnPostgres() {
+		s.opts.StoreURL = pgtest.NewDatabase(t)
+	}
 	for _, o := range opts {
 		o(&s.opts, s)
 	}
+	s.StoreURL = s.opts.StoreURL
 	s.logWriter = &testWriter{t: t}
 	s.opts.Log = slog.New(slog.NewTextHandler(s.logWriter, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s.start(t)
@@ -81,6 +91,10 @@ func Start(t testing.TB, opts ...Option) *Server {
 	})
 	return s
 }
+
+// OnPostgres reports whether the tests run on PostgreSQL
+// (SEALPOST_TEST_STORE=postgres) rather than the embedded SQLite store.
+func OnPostgres() bool { return os.Getenv("SEALPOST_TEST_STORE") == "postgres" }
 
 func (s *Server) start(t testing.TB) {
 	t.Helper()

@@ -76,6 +76,10 @@ type Options struct {
 	// OnCommit, if set, is called after every submission batch with the
 	// number of submissions it held and how long its transaction took.
 	OnCommit func(ops int, took time.Duration)
+	// OnSync, if set, is called after every submission batch's COMMIT
+	// with how long it took: the round trip in which the server flushes
+	// the WAL to disk (synchronous_commit).
+	OnSync func(took time.Duration)
 }
 
 func (o Options) withDefaults() Options {

@@ -315,8 +315,12 @@ func (s *Store) writeBatch(ctx context.Context, ops []*submitOp) ([]submitResult
 			return nil, errRaced
 		}
 	}
+	committing := time.Now()
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit failed; the batch may or may not have been written: %w", err)
+	}
+	if s.opts.OnSync != nil {
+		s.opts.OnSync(time.Since(committing))
 	}
 	for i, o := range ops {
 		if j := first[msgKey{o.m.From, o.m.ID}]; j != i {
