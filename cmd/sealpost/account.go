@@ -84,7 +84,7 @@ func (a *app) cmdResend(fs *flag.FlagSet) runner {
 			return err
 		}
 		fmt.Fprintf(a.stdout, "sent again as a new message, %s\n", m.ID)
-		return a.queued(ctx, core, m, eventPrinter(a.stdout, false))
+		return queued(ctx, core, m, eventPrinter(a.stdout, false), a.stdout, a.stderr)
 	}
 }
 

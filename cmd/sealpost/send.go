@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/sealpost/sealpost/client"
@@ -35,7 +36,12 @@ func (a *app) cmdSend(fs *flag.FlagSet) runner {
 		}
 		printer(client.Event{Kind: client.EventStatus, Time: m.CreatedAt, ID: m.ID, Peer: m.Peer, Status: m.Status})
 		if !*wait {
-			return a.queued(ctx, core, m, printer)
+			// With --json, standard output stays JSON: notes go to stderr.
+			notes := a.stdout
+			if *jsonOut {
+				notes = a.stderr
+			}
+			return queued(ctx, core, m, printer, notes, a.stderr)
 		}
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
@@ -80,13 +86,13 @@ func (a *app) cmdSend(fs *flag.FlagSet) runner {
 // makes one attempt from here, and prints where it stands: `send` without
 // --wait returns once the message is queued, on the server or in the
 // outbox, without waiting out a round.
-func (a *app) queued(ctx context.Context, core *client.Core, m client.Message, printer func(client.Event)) error {
+func queued(ctx context.Context, core *client.Core, m client.Message, printer func(client.Event), notes, stderr io.Writer) error {
 	handed, err := core.HandOff(ctx, m.ID)
 	if err != nil {
-		fmt.Fprintf(a.stderr, "sealpost send: %v; trying from here\n", err)
+		fmt.Fprintf(stderr, "sealpost send: %v; trying from here\n", err)
 	}
 	if handed {
-		fmt.Fprintf(a.stdout, "queued: handed to the running sealpost run, which sends it (sealpost status %s)\n", m.ID)
+		fmt.Fprintf(notes, "queued: handed to the running sealpost run, which sends it (sealpost status %s)\n", m.ID)
 		return nil
 	}
 	if err := core.AttemptOnce(ctx); err != nil {
@@ -98,7 +104,7 @@ func (a *app) queued(ctx context.Context, core *client.Core, m client.Message, p
 	}
 	switch cur.Status {
 	case message.Sending:
-		fmt.Fprintf(a.stdout, "queued in the outbox: not accepted by the server yet (%s); sealpost run sends it, or your next send\n", cur.LastError)
+		fmt.Fprintf(notes, "queued in the outbox: not accepted by the server yet (%s); sealpost run sends it, or your next send\n", cur.LastError)
 	case message.Error:
 		return fmt.Errorf("not sent: %s", cur.LastError)
 	default:

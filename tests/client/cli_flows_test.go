@@ -80,6 +80,30 @@ func TestCommandLineWithoutRun(t *testing.T) {
 		t.Fatalf("dave sees alice's conversations:\n%s", out)
 	}
 
+	// passwd: the new password logs in, the old one no longer does.
+	out, errOut, code = alice.sealpost("dave-password\nanother-dave-password\n", "passwd", "--password-stdin")
+	if code != 0 || !strings.Contains(out, "password changed for dave") {
+		t.Fatalf("passwd: %d\n%s\n%s", code, out, errOut)
+	}
+	srv.Token(t, "dave", "another-dave-password")
+	out, errOut, code = alice.sealpost("", "send", "bob", "from dave")
+	if code != 0 || !strings.Contains(out, "Enqueued") {
+		t.Fatalf("send after passwd: %d\n%s\n%s", code, out, errOut)
+	}
+	if out, errOut, code := alice.sealpost("", "forget", "Bob"); code != 0 || !strings.Contains(out, "1 message(s) deleted") {
+		t.Fatalf("forget: %d\n%s\n%s", code, out, errOut)
+	}
+	// logout: the token is revoked, sending says to log in.
+	if out, errOut, code := alice.sealpost("", "logout"); code != 0 || !strings.Contains(out, "logged out dave") {
+		t.Fatalf("logout: %d\n%s\n%s", code, out, errOut)
+	}
+	if _, errOut, code := alice.sealpost("", "send", "bob", "after logout"); code != 1 || !strings.Contains(errOut, "run sealpost login") {
+		t.Fatalf("send after logout: %d %q", code, errOut)
+	}
+	if out, errOut, code := login(alice, "dave", "another-dave-password"); code != 0 {
+		t.Fatalf("login after logout: %d %s %s", code, out, errOut)
+	}
+
 	// With the server down, send returns once the message is in the
 	// outbox, after one attempt, not after a round.
 	srv.Stop(t)
