@@ -16,12 +16,11 @@ import (
 // expired, given up, or any other failure).
 const exitNotFinal = 3 // not Delivered nor Error when --timeout ran out, or the round failed: it stays queued
 
-const sendHelp = "send a message to NAME: returns once it is queued (handed to a running run, or tried once and kept in the outbox); " +
-	"--wait follows it and exits 0 Delivered, 1 Error, 3 still queued when --timeout ran out"
+const sendHelp = "send a message to NAME; returns once it is queued (--wait: once it is Delivered or Error)"
 
 func (a *app) cmdSend(fs *flag.FlagSet) runner {
 	wait := fs.Bool("wait", false, "follow the message until Delivered (exit 0) or Error (exit 1); exit 3 if neither when --timeout runs out (it stays queued)")
-	timeout := fs.Duration("timeout", 2*time.Minute, "with --wait: stop waiting after this long")
+	timeout := fs.Duration("timeout", 2*time.Minute, "with --wait: stop waiting after this `DURATION` (exit 3)")
 	jsonOut := fs.Bool("json", false, "print status changes as JSON objects, one a line")
 	return func(ctx context.Context, pos []string) error {
 		core, err := a.open(newNotifier(a.stderr), nil)
