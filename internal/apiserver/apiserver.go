@@ -32,9 +32,16 @@ import (
 // UTF-8, which JSON escaping can grow up to six times, plus the envelope.
 const MaxBodyBytes = 16 << 10
 
+// Store is what the API reads and writes itself: accounts and their tokens,
+// and the status of a sender's messages. Submissions go through the queue.
+type Store interface {
+	store.Accounts
+	Message(ctx context.Context, from, id string) (store.Message, error)
+}
+
 // Options configure the API handler.
 type Options struct {
-	Store   store.Store
+	Store   Store
 	Queue   *queue.Queue
 	Clock   clock.Clock
 	Log     *slog.Logger

@@ -9,7 +9,7 @@
 // enqueued) and only then returns; the delivery scheduler lists the Pending
 // messages that are due per recipient in submission order, records each
 // attempt before making it (RecordAttempts), and finally either
-// MarkDelivered (sealed text deleted, a "delivered" report queued for the
+// MarkDeliveredAll (sealed text deleted, a "delivered" report queued for the
 // sender, in one transaction) or ExpireDue (status expired, sealed text
 // deleted, a "failed" report queued). The status row stays so the sender
 // and the operator can see the fate.
@@ -155,10 +155,29 @@ type MessageFilter struct {
 	Limit   int            // 0 for a default of 100
 }
 
-// Store is implemented by every storage backend. All methods are safe for
+// Store is implemented by every storage backend: every role below, the
+// operator's listing, and the backend's life cycle. All methods are safe for
 // concurrent use. A method that returns nil has made its write durable (the
 // transaction is committed and synced), unless its doc says otherwise.
+// Adapters take the roles they use, not the whole Store.
 type Store interface {
+	Accounts
+	Submissions
+	Schedule
+	Reports
+	Keys
+
+	// Messages lists messages for the operator, newest first, never with
+	// their sealed text.
+	Messages(ctx context.Context, f MessageFilter) ([]Message, error)
+	// Ping reports whether the backend can serve (for /readyz).
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Accounts keeps accounts and their API tokens (the HTTPS API, the account
+// commands).
+type Accounts interface {
 	// CreateAccount adds an account; ErrExists if the name is taken.
 	CreateAccount(ctx context.Context, a Account) error
 	// Account returns the named account or ErrNotFound.
@@ -178,7 +197,11 @@ type Store interface {
 	TokenByHash(ctx context.Context, hash []byte, now time.Time) (Token, error)
 	// RevokeToken deletes a token; ErrNotFound if absent.
 	RevokeToken(ctx context.Context, hash []byte) error
+}
 
+// Submissions accepts messages and answers for them (the queue's Submit,
+// the API's status lookups).
+type Submissions interface {
 	// Submit durably stores m (status enqueued) and returns it with Seq set
 	// and created=true. If a message with the same (From, ID) exists it
 	// writes nothing and returns the existing message with created=false:
@@ -190,6 +213,11 @@ type Store interface {
 	Submit(ctx context.Context, m Message, maxPending int) (stored Message, created bool, err error)
 	// Message returns the message (From, ID) or ErrNotFound.
 	Message(ctx context.Context, from, id string) (Message, error)
+}
+
+// Schedule is the delivery schedule (the queue): what is due, each
+// attempt's bookkeeping, delivery and expiry.
+type Schedule interface {
 	// Pending returns up to limit (<= 0: all) messages for the recipient
 	// that are due by the time given: enqueued, not Parked, and with
 	// NextAttempt <= due (the zero time: any NextAttempt, for tests and
@@ -198,9 +226,6 @@ type Store interface {
 	// last message it has taken, so it never sees again one it has sent
 	// whose delivered mark has not committed yet.
 	Pending(ctx context.Context, to string, after int64, due time.Time, limit int) ([]Message, error)
-	// PendingRecipients lists the accounts that have enqueued messages or
-	// reports waiting for them.
-	PendingRecipients(ctx context.Context) ([]string, error)
 	// CountPending returns the number of enqueued messages for every
 	// recipient (for metrics).
 	CountPending(ctx context.Context) (int, error)
@@ -222,30 +247,32 @@ type Store interface {
 	// write (nor sync) when nothing is to change: most registrations
 	// find nothing scheduled.
 	Reschedule(ctx context.Context, to string, at time.Time) (int, error)
-	// MarkDelivered sets status delivered and DeliveredAt, deletes the
-	// sealed text and queues a Delivered report for the sender, all in one
-	// transaction. ErrNotFound if the message is not enqueued (already
-	// delivered or expired): then nothing changes.
-	MarkDelivered(ctx context.Context, from, id string, at time.Time) error
-	// MarkDeliveredAll is MarkDelivered for many messages in one write:
-	// errs[i] is nil or ErrNotFound for keys[i]. An error of the write
-	// itself comes alone, and then nothing was marked.
+	// MarkDeliveredAll sets each of keys delivered, with DeliveredAt, deletes
+	// its sealed text and queues a Delivered report for its sender, in one
+	// write: errs[i] is nil, or ErrNotFound when keys[i] is not enqueued
+	// (already delivered or expired; then it is left as it is). An error of
+	// the write itself comes alone, and then nothing was marked.
 	MarkDeliveredAll(ctx context.Context, keys []Key, at time.Time) (errs []error, err error)
 	// ExpireDue marks every enqueued message with ExpiresAt <= now expired,
 	// deletes its sealed text, queues an Expired report for each sender, and
 	// deletes reports with ExpiresAt <= now. It returns the expired messages
-	// (without text).
+	// (without text). With several nodes on one database, a sweep may
+	// return nothing while another node's sweep expires the same messages:
+	// each message is expired, and its report queued, once.
 	ExpireDue(ctx context.Context, now time.Time) ([]Message, error)
-	// Messages lists messages for the operator, newest first, never with
-	// their sealed text.
-	Messages(ctx context.Context, f MessageFilter) ([]Message, error)
+}
 
+// Reports holds the delivery reports waiting to be forwarded to senders.
+type Reports interface {
 	// PendingReports returns up to limit reports waiting for the account, in
 	// Seq order.
 	PendingReports(ctx context.Context, to string, limit int) ([]Report, error)
 	// DeleteReport removes a forwarded report; ErrNotFound if absent.
 	DeleteReport(ctx context.Context, seq int64) error
+}
 
+// Keys keeps the wrapped data keys (package seal's KeyStore).
+type Keys interface {
 	// DataKey returns the wrapped data key of a period, or ErrNotFound.
 	DataKey(ctx context.Context, period int64) ([]byte, error)
 	// PutDataKey stores the wrapped key of a period unless one exists, and
@@ -254,10 +281,6 @@ type Store interface {
 	// DeleteDataKeys destroys the wrapped keys of every period < before and
 	// returns how many it destroyed. Backends must make the deleted bytes
 	// unrecoverable from the database file where they can (SQLite:
-	// secure_delete).
+	// secure_delete; PostgreSQL cannot, see store/postgres).
 	DeleteDataKeys(ctx context.Context, before int64) (int, error)
-
-	// Ping reports whether the backend can serve (for /readyz).
-	Ping(ctx context.Context) error
-	Close() error
 }

@@ -69,18 +69,6 @@ func (s *Store) Pending(ctx context.Context, to string, after int64, due time.Ti
 	return out, nil
 }
 
-// PendingRecipients lists, in name order, the accounts that have enqueued
-// messages or reports waiting for them.
-func (s *Store) PendingRecipients(ctx context.Context) ([]string, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT to_acct FROM messages WHERE status = 'enqueued'
-		UNION SELECT to_acct FROM reports ORDER BY 1`)
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("postgres store: listing pending recipients: %w", err)
-	}
-	return out, nil
-}
-
 // CountPending returns the number of enqueued messages for all recipients.
 func (s *Store) CountPending(ctx context.Context) (int, error) {
 	var n int
@@ -166,12 +154,6 @@ func one(errs []error, err error) error {
 		return err
 	}
 	return errs[0]
-}
-
-// MarkDelivered sets the message delivered, deletes its sealed text and
-// queues a Delivered report for the sender: a MarkDeliveredAll of one.
-func (s *Store) MarkDelivered(ctx context.Context, from, id string, at time.Time) error {
-	return one(s.MarkDeliveredAll(ctx, []store.Key{{From: from, ID: id}}, at))
 }
 
 // MarkDeliveredAll marks each of keys delivered in one statement: status

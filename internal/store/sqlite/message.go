@@ -114,29 +114,6 @@ func (s *Store) Pending(ctx context.Context, to string, after int64, due time.Ti
 	return out, nil
 }
 
-// PendingRecipients lists, in name order, the accounts that have enqueued
-// messages or reports waiting for them.
-func (s *Store) PendingRecipients(ctx context.Context) ([]string, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT account FROM mailboxes WHERE pending > 0
-		UNION SELECT to_acct FROM reports ORDER BY 1`)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite store: listing pending recipients: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			return nil, fmt.Errorf("sqlite store: listing pending recipients: %w", err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite store: listing pending recipients: %w", err)
-	}
-	return out, nil
-}
-
 // CountPending returns the number of enqueued messages for all recipients.
 func (s *Store) CountPending(ctx context.Context) (int, error) {
 	var n int
@@ -181,15 +158,6 @@ func (s *Store) Reschedule(ctx context.Context, to string, at time.Time) (int, e
 		return 0, err
 	}
 	return int(n), nil
-}
-
-// MarkDelivered sets the message delivered, deletes its sealed text (which
-// secure_delete overwrites in the page) and queues a Delivered report for
-// the sender (trigger report_delivered), in one statement: a
-// MarkDeliveredAll of one. The report waits as long as the message was
-// allowed to wait.
-func (s *Store) MarkDelivered(ctx context.Context, from, id string, at time.Time) error {
-	return one(s.MarkDeliveredAll(ctx, []store.Key{{From: from, ID: id}}, at))
 }
 
 // MarkDeliveredAll marks each of keys delivered (see MarkDelivered), in one

@@ -110,7 +110,7 @@ DROP INDEX messages_to;
 DROP INDEX reports_recipient;
 `,
 	// 3: the delivered report is queued by a trigger, in the statement
-	// that marks the message delivered, so that MarkDelivered is one
+	// that marks the message delivered, so that marking one is one
 	// statement (no savepoint, one call into SQLite). The report waits as
 	// long as the message was allowed to wait, counted from its delivery.
 	`

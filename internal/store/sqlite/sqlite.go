@@ -3,7 +3,7 @@
 //
 // Life cycle: Open creates the file (0600), applies the schema migrations
 // recorded in PRAGMA user_version, and starts three goroutines. The writer
-// (writer.go) runs every write (Submit, MarkDelivered, …) in batches, one
+// (writer.go) runs every write (Submit, MarkDeliveredAll, …) in batches, one
 // transaction per batch (group commit), and commits without waiting for the
 // disk; the syncer (durable.go) then fsyncs the WAL and only after that
 // answers the batch's callers, while the writer already fills the next

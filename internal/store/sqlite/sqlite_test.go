@@ -53,6 +53,11 @@ func TestConformanceShared(t *testing.T) {
 	})
 }
 
+// markOne marks one message delivered: a MarkDeliveredAll of one.
+func markOne(s *Store, ctx context.Context, from, id string, at time.Time) error {
+	return one(s.MarkDeliveredAll(ctx, []store.Key{{From: from, ID: id}}, at))
+}
+
 func testMsg(from, to string, n int, sealed []byte) store.Message {
 	return store.Message{
 		ID:          fmt.Sprintf("%08x-0000-4000-8000-000000000000", n),
@@ -320,7 +325,7 @@ func TestBatchIsolatesFailures(t *testing.T) {
 	queue(0, submit(testMsg("alice", "bob", 1, []byte("one"))))
 	queue(1, submit(testMsg("carol", "bob", 2, []byte("two"))))
 	queue(2, submit(testMsg("dave", "bob", 3, []byte("three")))) // third in a mailbox of 2, counted within the batch
-	queue(3, func() (bool, error) { return false, s.MarkDelivered(ctx, "nobody", "none", t0) })
+	queue(3, func() (bool, error) { return false, markOne(s, ctx, "nobody", "none", t0) })
 	queue(4, submit(testMsg("alice", "bob", 1, []byte("retry")))) // sees op 0's uncommitted write
 	// An op that fails after writing: its savepoint must undo the write.
 	boom := errors.New("boom after a write")
@@ -495,7 +500,7 @@ func TestSecureDelete(t *testing.T) {
 		}
 	}
 
-	if err := s.MarkDelivered(ctx, "alice", m1.ID, t0.Add(time.Minute)); err != nil {
+	if err := markOne(s, ctx, "alice", m1.ID, t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.ExpireDue(ctx, t0.Add(time.Hour)); err != nil || len(got) != 1 {
@@ -740,7 +745,7 @@ func TestMigrationFromVersion2(t *testing.T) {
 	path := databaseAt(t, 2, enqueuedRow(1000, 5000))
 	s := openAt(t, path, Options{})
 	at := time.Unix(0, 3000)
-	if err := s.MarkDelivered(ctx, "alice", "id-1", at); err != nil {
+	if err := markOne(s, ctx, "alice", "id-1", at); err != nil {
 		t.Fatalf("MarkDelivered after migration: %v", err)
 	}
 	reports, err := s.PendingReports(ctx, "alice", 10)

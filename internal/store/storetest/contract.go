@@ -232,7 +232,7 @@ func testExpirePeriodAndKey(t *testing.T, s store.Store) {
 	old2 := inPeriod(2, time.Minute, p1)
 	delivered := inPeriod(3, 2*time.Minute, p1)
 	next := inPeriod(4, time.Hour, p2)
-	if err := s.MarkDelivered(ctx, "alice", delivered.ID, t0.Add(time.Hour)); err != nil {
+	if err := markDelivered(s, ctx, "alice", delivered.ID, t0.Add(time.Hour)); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
 	end := old2.ExpiresAt // period p1 has ended

@@ -53,7 +53,6 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MarkDeliveredAll", testMarkDeliveredAll},
 		{"ExpireDue", testExpireDue},
 		{"ExpireDueDeletesOldReports", testExpireReports},
-		{"PendingRecipients", testPendingRecipients},
 		{"CountPending", testCountPending},
 		{"MessagesListing", testMessages},
 		{"Reports", testReports},
@@ -207,15 +206,13 @@ func reports(t *testing.T, s store.Store, to string) []store.Report {
 	return rs
 }
 
-func recipients(t *testing.T, s store.Store) []string {
-	t.Helper()
-	rs, err := s.PendingRecipients(t.Context())
+// markDelivered marks one message delivered: a MarkDeliveredAll of one.
+func markDelivered(s store.Store, ctx context.Context, from, id string, at time.Time) error {
+	errs, err := s.MarkDeliveredAll(ctx, []store.Key{{From: from, ID: id}}, at)
 	if err != nil {
-		t.Fatalf("PendingRecipients: %v", err)
+		return err
 	}
-	// The interface promises the set, not an order.
-	slices.Sort(rs)
-	return rs
+	return errs[0]
 }
 
 // parallel runs f(i) for i in [0, n) on n goroutines and waits.
@@ -298,7 +295,7 @@ func testDeleteAccount(t *testing.T, s store.Store) {
 	toBob := submit(t, s, msg("alice", "bob", 1, 0), 0)
 	fromBob := submit(t, s, msg("bob", "carol", 2, time.Second), 0)
 	deliveredFromBob := submit(t, s, msg("bob", "carol", 3, 2*time.Second), 0)
-	if err := s.MarkDelivered(ctx, "bob", deliveredFromBob.ID, t0.Add(time.Minute)); err != nil {
+	if err := markDelivered(s, ctx, "bob", deliveredFromBob.ID, t0.Add(time.Minute)); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
 	unrelated := submit(t, s, msg("carol", "alice", 4, 3*time.Second), 0)
@@ -329,9 +326,6 @@ func testDeleteAccount(t *testing.T, s store.Store) {
 	}
 	if n := countPending(t, s); n != 1 {
 		t.Errorf("CountPending after deleting bob = %d, want 1", n)
-	}
-	if rs := recipients(t, s); slices.Contains(rs, "bob") || !slices.Contains(rs, "alice") {
-		t.Errorf("PendingRecipients after deleting bob = %v, want alice and not bob", rs)
 	}
 	// carol's mailbox no longer counts bob's message.
 	if _, _, err := s.Submit(ctx, msg("alice", "carol", 5, 4*time.Second), 1); err != nil {
@@ -454,7 +448,7 @@ func testSubmitPendingBefore(t *testing.T, s store.Store) {
 	}
 	want("a retry (nothing stored)", retry, 0)
 	for _, m := range []store.Message{first, second} {
-		if err := s.MarkDelivered(ctx, m.From, m.ID, t0.Add(time.Minute)); err != nil {
+		if err := markDelivered(s, ctx, m.From, m.ID, t0.Add(time.Minute)); err != nil {
 			t.Fatalf("MarkDelivered: %v", err)
 		}
 	}
@@ -509,7 +503,7 @@ func testSubmitIdempotent(t *testing.T, s store.Store) {
 	}
 
 	// A retry after delivery returns the delivered message and enqueues nothing.
-	if err := s.MarkDelivered(ctx, "alice", first.ID, t0.Add(time.Hour)); err != nil {
+	if err := markDelivered(s, ctx, "alice", first.ID, t0.Add(time.Hour)); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
 	got, created, err = s.Submit(ctx, retry, 0)
@@ -582,7 +576,7 @@ func testMailboxBound(t *testing.T, s store.Store) {
 
 	// Delivered messages leave the mailbox.
 	for _, m := range accepted[:2] {
-		if err := s.MarkDelivered(ctx, m.From, m.ID, t0.Add(time.Minute)); err != nil {
+		if err := markDelivered(s, ctx, m.From, m.ID, t0.Add(time.Minute)); err != nil {
 			t.Fatalf("MarkDelivered: %v", err)
 		}
 	}
@@ -753,7 +747,7 @@ func testPendingOrder(t *testing.T, s store.Store) {
 			t.Errorf("Pending(bob, after %d, limit %d) = %v, want %v", c.after, c.limit, ids(got), ids(c.want))
 		}
 	}
-	if err := s.MarkDelivered(ctx, "carol", m2.ID, t0.Add(time.Minute)); err != nil {
+	if err := markDelivered(s, ctx, "carol", m2.ID, t0.Add(time.Minute)); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
 	if p := pendingIDs(t, s, "bob", 0); !slices.Equal(p, ids([]store.Message{m1, m3})) {
@@ -791,7 +785,7 @@ func testRecordAttempt(t *testing.T, s store.Store) {
 
 	wantErr(t, "RecordAttempt(unknown)", s.RecordAttempt(ctx, attempt("alice", id(99), 1, next, "x")), store.ErrNotFound)
 	wantErr(t, "RecordAttempt(wrong sender)", s.RecordAttempt(ctx, attempt("bob", m.ID, 1, next, "x")), store.ErrNotFound)
-	if err := s.MarkDelivered(ctx, "alice", m.ID, t0.Add(time.Minute)); err != nil {
+	if err := markDelivered(s, ctx, "alice", m.ID, t0.Add(time.Minute)); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
 	wantErr(t, "RecordAttempt after delivery", s.RecordAttempt(ctx, attempt("alice", m.ID, 9, next, "late")), store.ErrNotFound)
@@ -805,7 +799,7 @@ func testRecordAttempts(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)
 	m2 := submit(t, s, msg("carol", "bob", 2, time.Second), 0)
-	if err := s.MarkDelivered(ctx, "carol", m2.ID, t0.Add(time.Minute)); err != nil {
+	if err := markDelivered(s, ctx, "carol", m2.ID, t0.Add(time.Minute)); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
 	next := t0.Add(30 * time.Second)
@@ -838,7 +832,7 @@ func testMarkDelivered(t *testing.T, s store.Store) {
 	m := submit(t, s, msg("alice", "bob", 1, 0), 0)
 	other := submit(t, s, msg("alice", "bob", 2, time.Second), 0)
 	at := t0.Add(5 * time.Minute)
-	if err := s.MarkDelivered(ctx, "alice", m.ID, at); err != nil {
+	if err := markDelivered(s, ctx, "alice", m.ID, at); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
 	got := getMessage(t, s, "alice", m.ID)
@@ -874,13 +868,13 @@ func testMarkDelivered(t *testing.T, s store.Store) {
 		t.Errorf("CountPending after delivery = %d, want 1", n)
 	}
 
-	wantErr(t, "MarkDelivered again", s.MarkDelivered(ctx, "alice", m.ID, at.Add(time.Hour)), store.ErrNotFound)
+	wantErr(t, "MarkDelivered again", markDelivered(s, ctx, "alice", m.ID, at.Add(time.Hour)), store.ErrNotFound)
 	wantTime(t, "DeliveredAt after a second MarkDelivered", getMessage(t, s, "alice", m.ID).DeliveredAt, at)
 	if rs := reports(t, s, "alice"); len(rs) != 1 {
 		t.Errorf("a second MarkDelivered queued another report: %+v", rs)
 	}
-	wantErr(t, "MarkDelivered(unknown)", s.MarkDelivered(ctx, "alice", id(99), at), store.ErrNotFound)
-	wantErr(t, "MarkDelivered(wrong sender)", s.MarkDelivered(ctx, "bob", other.ID, at), store.ErrNotFound)
+	wantErr(t, "MarkDelivered(unknown)", markDelivered(s, ctx, "alice", id(99), at), store.ErrNotFound)
+	wantErr(t, "MarkDelivered(wrong sender)", markDelivered(s, ctx, "bob", other.ID, at), store.ErrNotFound)
 
 	// A delivered message is never expired.
 	expired, err := s.ExpireDue(ctx, m.ExpiresAt.Add(time.Hour))
@@ -903,7 +897,7 @@ func testMarkDeliveredAll(t *testing.T, s store.Store) {
 	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)
 	m2 := submit(t, s, msg("carol", "bob", 2, time.Second), 0)
 	m3 := submit(t, s, msg("alice", "bob", 3, 2*time.Second), 0)
-	if err := s.MarkDelivered(ctx, "carol", m2.ID, t0.Add(time.Minute)); err != nil {
+	if err := markDelivered(s, ctx, "carol", m2.ID, t0.Add(time.Minute)); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
 	at := t0.Add(5 * time.Minute)
@@ -944,7 +938,7 @@ func testExpireDue(t *testing.T, s store.Store) {
 	m2 := submit(t, s, msg("alice", "bob", 2, time.Hour), 0)  // expires t0+73h
 	m3 := submit(t, s, msg("carol", "dave", 3, 0), 0)         // expires t0+72h
 	m4 := submit(t, s, msg("carol", "bob", 4, -time.Hour), 0) // expires t0+71h, delivered first
-	if err := s.MarkDelivered(ctx, m4.From, m4.ID, t0); err != nil {
+	if err := markDelivered(s, ctx, m4.From, m4.ID, t0); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
 	deadline := m1.ExpiresAt
@@ -1011,14 +1005,14 @@ func testExpireDue(t *testing.T, s store.Store) {
 	if got, err := s.ExpireDue(ctx, deadline); err != nil || len(got) != 0 {
 		t.Errorf("second ExpireDue = %v, %v; want nothing", ids(got), err)
 	}
-	wantErr(t, "MarkDelivered on an expired message", s.MarkDelivered(ctx, "alice", m1.ID, deadline), store.ErrNotFound)
+	wantErr(t, "MarkDelivered on an expired message", markDelivered(s, ctx, "alice", m1.ID, deadline), store.ErrNotFound)
 }
 
 func testExpireReports(t *testing.T, s store.Store) {
 	addAccounts(t, s, "alice", "bob")
 	ctx := t.Context()
 	m := submit(t, s, msg("alice", "bob", 1, 0), 0)
-	if err := s.MarkDelivered(ctx, "alice", m.ID, t0.Add(time.Minute)); err != nil {
+	if err := markDelivered(s, ctx, "alice", m.ID, t0.Add(time.Minute)); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
 	rs := reports(t, s, "alice")
@@ -1040,37 +1034,6 @@ func testExpireReports(t *testing.T, s store.Store) {
 	}
 }
 
-func testPendingRecipients(t *testing.T, s store.Store) {
-	addAccounts(t, s, "alice", "bob", "carol", "dave")
-	ctx := t.Context()
-	if rs := recipients(t, s); len(rs) != 0 {
-		t.Errorf("PendingRecipients on an empty store = %v", rs)
-	}
-	m := submit(t, s, msg("alice", "bob", 1, 0), 0)
-	submit(t, s, msg("alice", "carol", 2, 0), 0)
-	submit(t, s, msg("dave", "carol", 3, 0), 0)
-	if rs := recipients(t, s); !slices.Equal(rs, []string{"bob", "carol"}) {
-		t.Errorf("PendingRecipients = %v, want [bob carol]", rs)
-	}
-	if err := s.MarkDelivered(ctx, "alice", m.ID, t0); err != nil {
-		t.Fatalf("MarkDelivered: %v", err)
-	}
-	// bob has nothing left; alice has a report waiting.
-	if rs := recipients(t, s); !slices.Equal(rs, []string{"alice", "carol"}) {
-		t.Errorf("PendingRecipients after delivery = %v, want [alice carol]", rs)
-	}
-	r := reports(t, s, "alice")
-	if len(r) != 1 {
-		t.Fatalf("reports for alice = %+v", r)
-	}
-	if err := s.DeleteReport(ctx, r[0].Seq); err != nil {
-		t.Fatalf("DeleteReport: %v", err)
-	}
-	if rs := recipients(t, s); !slices.Equal(rs, []string{"carol"}) {
-		t.Errorf("PendingRecipients after the report was forwarded = %v, want [carol]", rs)
-	}
-}
-
 func testCountPending(t *testing.T, s store.Store) {
 	addAccounts(t, s, "alice", "bob", "carol")
 	ctx := t.Context()
@@ -1083,7 +1046,7 @@ func testCountPending(t *testing.T, s store.Store) {
 	if n := countPending(t, s); n != 3 {
 		t.Errorf("CountPending = %d, want 3", n)
 	}
-	if err := s.MarkDelivered(ctx, "alice", a.ID, t0); err != nil {
+	if err := markDelivered(s, ctx, "alice", a.ID, t0); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
 	if _, err := s.ExpireDue(ctx, a.ExpiresAt); err != nil {
@@ -1101,7 +1064,7 @@ func testMessages(t *testing.T, s store.Store) {
 	m2 := submit(t, s, msg("bob", "carol", 2, time.Second), 0)
 	m3 := submit(t, s, msg("carol", "dave", 3, 2*time.Second), 0)
 	m4 := submit(t, s, msg("dave", "alice", 4, 3*time.Second), 0)
-	if err := s.MarkDelivered(ctx, "bob", m2.ID, t0.Add(time.Minute)); err != nil {
+	if err := markDelivered(s, ctx, "bob", m2.ID, t0.Add(time.Minute)); err != nil {
 		t.Fatalf("MarkDelivered: %v", err)
 	}
 	list := func(f store.MessageFilter) []store.Message {
@@ -1166,7 +1129,7 @@ func testReports(t *testing.T, s store.Store) {
 	}
 	carols := submit(t, s, msg("carol", "bob", 10, 0), 0)
 	for i, m := range []store.Message{delivered[1], carols, delivered[0], delivered[2]} {
-		if err := s.MarkDelivered(ctx, m.From, m.ID, t0.Add(time.Duration(i)*time.Minute)); err != nil {
+		if err := markDelivered(s, ctx, m.From, m.ID, t0.Add(time.Duration(i)*time.Minute)); err != nil {
 			t.Fatalf("MarkDelivered: %v", err)
 		}
 	}
