@@ -1,7 +1,14 @@
 package postgres
 
 import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/sealpost/sealpost/internal/store"
 	"github.com/sealpost/sealpost/internal/store/postgres/pgtest"
@@ -33,4 +40,90 @@ func TestConformanceShared(t *testing.T) {
 		url := pgtest.NewDatabase(t)
 		return openURL(t, url, Options{}), openURL(t, url, Options{})
 	})
+}
+
+// TestNodesStartingAtOnceMigrateOnce opens several handles on a fresh
+// database at the same moment, as nodes starting together do: all open,
+// and each schema step is applied once.
+func TestNodesStartingAtOnceMigrateOnce(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	const nodes = 4
+	errs := make(chan error, nodes)
+	stores := make(chan *Store, nodes)
+	for range nodes {
+		go func() {
+			s, err := Open(context.Background(), url, Options{})
+			errs <- err
+			stores <- s
+		}()
+	}
+	for range nodes {
+		if err := <-errs; err != nil {
+			t.Errorf("Open: %v", err)
+		}
+		if s := <-stores; s != nil {
+			t.Cleanup(func() { s.Close() })
+		}
+	}
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var steps, max int
+	if err := conn.QueryRow(t.Context(), "SELECT count(*), max(version) FROM sealpost_schema").Scan(&steps, &max); err != nil {
+		t.Fatal(err)
+	}
+	if steps != SchemaVersion || max != SchemaVersion {
+		t.Errorf("sealpost_schema has %d steps up to version %d, want each of %d once", steps, max, SchemaVersion)
+	}
+	// A database from a newer build is refused, not misread.
+	if _, err := conn.Exec(t.Context(), "INSERT INTO sealpost_schema (version) VALUES ($1)", SchemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(t.Context(), url, Options{}); err == nil || !strings.Contains(err.Error(), "newer than this build") {
+		if s != nil {
+			s.Close()
+		}
+		t.Errorf("Open on a newer schema: %v, want a refusal", err)
+	}
+}
+
+// TestPeriodGoesInOneDrop: a period's sealed text has a partition of its
+// own, and destroying the period's key drops it in the same transaction.
+func TestPeriodGoesInOneDrop(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	s := openURL(t, url, Options{})
+	ctx := t.Context()
+	if err := s.CreateAccount(ctx, store.Account{Name: "bob", PasswordHash: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range []int64{41, 42} {
+		m := store.Message{ID: fmt.Sprintf("id-%d", i), From: "alice", To: "bob", Sealed: []byte("sealed"), KeyPeriod: p,
+			SubmittedAt: time.Unix(0, 1), ExpiresAt: time.Unix(3600, 0)}
+		if _, _, err := s.Submit(ctx, m, 0); err != nil {
+			t.Fatalf("Submit: %v", err)
+		}
+		if _, err := s.PutDataKey(ctx, p, []byte("wrapped")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	partitions := func() []string {
+		rows, _ := s.pool.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+			WHERE i.inhparent = 'sealed_texts'::regclass ORDER BY 1`)
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	if got := partitions(); !slices.Equal(got, []string{"sealed_texts_p41", "sealed_texts_p42"}) {
+		t.Fatalf("partitions = %v, want one per period", got)
+	}
+	if n, err := s.DeleteDataKeys(ctx, 42); err != nil || n != 1 {
+		t.Fatalf("DeleteDataKeys(42) = %d, %v", n, err)
+	}
+	if got := partitions(); !slices.Equal(got, []string{"sealed_texts_p42"}) {
+		t.Errorf("partitions after period 41 ended = %v, want only period 42's", got)
+	}
 }
