@@ -37,7 +37,7 @@ func storePath(o server.Options) (string, error) {
 	case strings.HasPrefix(o.StoreURL, "sqlite:"):
 		return strings.TrimPrefix(strings.TrimPrefix(o.StoreURL, "sqlite:"), "//"), nil
 	}
-	return "", fmt.Errorf("store check and store recover work on the embedded SQLite store; --store %q is not one", o.StoreURL)
+	return "", fmt.Errorf("store check and store recover work on the embedded SQLite store; --store %q is not one", redactURL(o.StoreURL))
 }
 
 // storeCheck runs the start check without starting. Damage is exit 1.
