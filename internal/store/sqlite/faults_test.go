@@ -34,7 +34,7 @@ func crashedCopy(t *testing.T, n int) string {
 	submitN(t, s, 0, n)
 	dir := t.TempDir()
 	dst := filepath.Join(dir, "sealpost.db")
-	for _, suffix := range []string{"", "-wal"} {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
 		copyFile(t, path+suffix, dst+suffix)
 	}
 	return dst
@@ -185,12 +185,20 @@ func TestWALTailCut(t *testing.T) {
 		t.Fatalf("SQLite still reads all %d messages after the cut; the test shows nothing", n)
 	}
 	refusedAndRecovered(t, path, n, "cut short", n-32)
+
+	// Without its index the same WAL is taken as torn by a stop: the start
+	// goes on with what is intact.
+	os.Remove(path + "-shm")
+	if r, err := Check(path); err != nil || len(r.Problems) != 0 {
+		t.Errorf("Check of a short WAL without its index = %v, %v; want it taken as torn", r.Problems, err)
+	}
 }
 
-// A frame torn in the middle of a transaction, as a kill -9 between two
-// writes of the writer leaves it, is not damage: that transaction was never
-// acknowledged, and the start goes on with everything before it.
-func TestWALTornMidTransactionIsNotDamage(t *testing.T) {
+// A commit frame torn at the end of the WAL, as a kill -9 between the two
+// writes of a frame leaves it, is not damage: that transaction was never
+// acknowledged (its fsync had not run), its index (-shm) says so, and the
+// start goes on with everything before it.
+func TestWALTornCommitFrameIsNotDamage(t *testing.T) {
 	const n = 100
 	path := crashedCopy(t, n)
 	wal, err := os.ReadFile(path + "-wal")
@@ -198,12 +206,12 @@ func TestWALTornMidTransactionIsNotDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	frameSize, frames := walFrames(t, path+"-wal")
-	// The header of a further, non-commit frame of this generation (salts
+	// The header of a further commit frame of this generation (salts
 	// copied from the last frame), then half its page.
 	last := wal[walHeaderSize+(frames-1)*frameSize:]
 	torn := make([]byte, walFrameHeaderSize+frameSize/2)
 	binary.BigEndian.PutUint32(torn[0:], 2) // page 2
-	binary.BigEndian.PutUint32(torn[4:], 0) // not a commit frame
+	binary.BigEndian.PutUint32(torn[4:], 9) // a commit frame: the database's size in pages
 	copy(torn[8:16], last[8:16])
 	f, err := os.OpenFile(path+"-wal", os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -26,14 +27,10 @@ var ErrDamaged = errors.New("store damaged")
 //     one was told was stored, and wrong for a byte damaged in the middle:
 //     every acknowledged message written after it would be gone without a
 //     word. So a damaged frame followed by frames of the same WAL
-//     generation is damage, and so is a WAL that ends inside the last
-//     frame of a transaction (its commit frame) — a tail cut off. A torn
-//     frame in the middle of a transaction is not: the writer was stopped
-//     while writing it, and that transaction was never acknowledged.
-//     (A kill -9 landing between the two write calls of a commit frame
-//     looks like a cut tail too; it is refused all the same, since nothing
-//     can tell the two apart, and `sealpostd store recover` then keeps
-//     every acknowledged message.)
+//     generation is damage, and so is a WAL holding fewer intact committed
+//     frames than its index (-shm) says were committed — a tail cut off.
+//     A torn frame at the end is not: the writer was stopped while
+//     writing it, and that transaction was never acknowledged.
 //   - PRAGMA quick_check reads every page of the database and checks the
 //     b-trees, but not that index entries match their rows, which would
 //     need integrity_check and several times longer. See README
@@ -203,14 +200,14 @@ func checkWAL(walPath string) (string, error) {
 	frameSize := walFrameHeaderSize + pageSize
 	nFrames := (size - walHeaderSize) / frameSize
 	frame := make([]byte, frameSize)
+	var committed int64 // frames up to the last intact commit frame
 	for i := int64(0); i < nFrames; i++ {
 		if _, err := f.ReadAt(frame, walHeaderSize+i*frameSize); err != nil {
 			return "", fmt.Errorf("sqlite store: reading %s: %w", walPath, err)
 		}
 		fs1, fs2 := be.Uint32(frame[8:]), be.Uint32(frame[12:])
 		if fs1 != salt1 || fs2 != salt2 {
-			// The end of this generation: what follows is older.
-			return "", nil
+			break // the end of this generation: what follows is older
 		}
 		c1, c2 := walChecksum(bigEndianSums, frame[:8], s1, s2)
 		c1, c2 = walChecksum(bigEndianSums, frame[walFrameHeaderSize:], c1, c2)
@@ -231,23 +228,46 @@ func checkWAL(walPath string) (string, error) {
 				return fmt.Sprintf("the write-ahead log %s is damaged at frame %d of %d (byte %d): SQLite would drop that frame and the %d written after it, committed writes among them",
 					walPath, i+1, nFrames, walHeaderSize+i*frameSize, later), nil
 			}
-			return "", nil
+			break
 		}
 		s1, s2 = c1, c2
+		if be.Uint32(frame[4:]) != 0 {
+			committed = i + 1
+		}
 	}
-	// A partial frame at the end: torn while being written, or cut off.
-	// Its header alone says whether it was a transaction's commit frame.
-	tail := (size - walHeaderSize) % frameSize
-	if tail >= walFrameHeaderSize {
-		if _, err := f.ReadAt(frame[:walFrameHeaderSize], walHeaderSize+nFrames*frameSize); err != nil {
-			return "", fmt.Errorf("sqlite store: reading %s: %w", walPath, err)
-		}
-		if be.Uint32(frame[8:]) == salt1 && be.Uint32(frame[12:]) == salt2 && be.Uint32(frame[4:]) != 0 {
-			return fmt.Sprintf("the write-ahead log %s ends inside the commit frame of its last transaction (%d of %d bytes present, after %d complete frames): it was cut short, and SQLite would drop that transaction",
-				walPath, tail, frameSize, nFrames), nil
-		}
+	// A WAL that ends early: cut short, or torn by a stop while the last
+	// transaction was being written. The files alone cannot tell these
+	// apart, but the wal-index (-shm) can: SQLite records there how many
+	// frames were committed only after the commit frame was written
+	// whole, so a kill -9 never leaves it ahead of the WAL, and a cut
+	// does. (Without an index, or with one of another generation, a short
+	// tail is taken as torn.)
+	if mx, ok := walIndexFrames(strings.TrimSuffix(walPath, "-wal")+"-shm", hdr[16:24]); ok && int64(mx) > committed {
+		return fmt.Sprintf("the write-ahead log %s holds %d intact committed frames, but its index (-shm) says %d were committed: it was cut short or damaged, and SQLite would drop the last %d",
+			walPath, committed, mx, int64(mx)-committed), nil
 	}
 	return "", nil
+}
+
+// walIndexFrames reads mxFrame, the number of committed WAL frames, from
+// the header of the wal-index at shmPath. It reports false when there is
+// no usable header: no file, the two copies of the header differ (a write
+// in progress), or its salts are not the WAL's (another generation).
+func walIndexFrames(shmPath string, walSalts []byte) (uint32, bool) {
+	f, err := os.Open(shmPath)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var h [96]byte // two copies of the 48-byte WalIndexHdr
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return 0, false
+	}
+	if !bytes.Equal(h[:48], h[48:]) || h[12] != 1 || !bytes.Equal(h[32:40], walSalts) {
+		return 0, false
+	}
+	// The index is in the byte order of the machine that wrote it.
+	return binary.NativeEndian.Uint32(h[16:]), true
 }
 
 // walChecksum is SQLite's WAL checksum over b (a multiple of 8 bytes),
