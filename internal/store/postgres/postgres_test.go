@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,4 +127,52 @@ func TestPeriodGoesInOneDrop(t *testing.T) {
 	if got := partitions(); !slices.Equal(got, []string{"sealed_texts_p42"}) {
 		t.Errorf("partitions after period 41 ended = %v, want only period 42's", got)
 	}
+}
+
+// TestGroupCommit: submissions that arrive while a batch commits share the
+// next transaction, and every one is answered as stored.
+func TestGroupCommit(t *testing.T) {
+	var mu sync.Mutex
+	var batches []int
+	s := openURL(t, pgtest.NewDatabase(t), Options{Committers: 1, OnCommit: func(ops int, _ time.Duration) {
+		mu.Lock()
+		batches = append(batches, ops)
+		mu.Unlock()
+	}})
+	const n = 64
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := store.Message{ID: fmt.Sprintf("id-%03d", i), From: fmt.Sprintf("s%d", i%8), To: fmt.Sprintf("r%d", i%3),
+				Sealed: []byte("sealed"), KeyPeriod: 7, SubmittedAt: time.Unix(0, 1), ExpiresAt: time.Unix(3600, 0)}
+			_, created, err := s.Submit(context.Background(), m, 0)
+			if err == nil && !created {
+				err = fmt.Errorf("%s: not created", m.ID)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := s.CountPending(t.Context()); err != nil || c != n {
+		t.Fatalf("CountPending = %d, %v; want %d", c, err, n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for _, b := range batches {
+		total += b
+	}
+	if total != n || len(batches) >= n {
+		t.Errorf("%d submissions in %d batches %v; want them all, in fewer batches than submissions", n, len(batches), batches)
+	}
+	t.Logf("%d submissions in %d transactions: %v", n, len(batches), batches)
 }
