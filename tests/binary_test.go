@@ -66,6 +66,7 @@ var bannerAddr = regexp.MustCompile(`^\s+(HTTPS API|SIP over TLS|admin)\s+(?:htt
 func startBinary(t *testing.T, bin, dir string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, "--data", dir, "--https", "127.0.0.1:0", "--sip", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	cmd.Env = binaryEnv(t, dir)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +107,9 @@ func startBinary(t *testing.T, bin, dir string) *proc {
 		for range lines {
 		}
 	}()
+	if _, err := os.Stat(filepath.Join(dir, "sealpost.db")); servertest.OnPostgres() && err == nil {
+		t.Fatalf("sealpostd on PostgreSQL made a SQLite store in its data folder")
+	}
 	pem, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +149,7 @@ func (p *proc) stop(t *testing.T) {
 func runBinary(t *testing.T, bin, stdin string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Env = binaryEnv(t, dataDirArg(args))
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

@@ -8,9 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sealpost/sealpost/internal/server/servertest"
+	"github.com/sealpost/sealpost/internal/store/postgres/pgtest"
 )
 
 // postgresFiles returns the folders where the PostgreSQL server of url keeps
@@ -62,4 +66,34 @@ func scanFiles(t *testing.T, when, dir string, needles []string) {
 	if err != nil {
 		t.Fatalf("scanning %s: %v", dir, err)
 	}
+}
+
+// binaryStores maps a data folder of the binary tests to its PostgreSQL
+// database when the tests run on PostgreSQL.
+var binaryStores sync.Map // data folder → store URL
+
+// binaryEnv is the environment of a sealpostd process run on the data
+// folder dir: with SEALPOST_TEST_STORE=postgres, SEALPOST_STORE names a
+// database of its own (made at the folder's first use, dropped when the
+// test ends), so the real binary runs on PostgreSQL.
+func binaryEnv(t *testing.T, dir string) []string {
+	env := os.Environ()
+	if !servertest.OnPostgres() {
+		return env
+	}
+	url, ok := binaryStores.Load(dir)
+	if !ok {
+		url, _ = binaryStores.LoadOrStore(dir, pgtest.NewDatabase(t))
+	}
+	return append(env, "SEALPOST_STORE="+url.(string))
+}
+
+// dataDirArg returns the value of --data in a sealpostd command line.
+func dataDirArg(args []string) string {
+	for i, a := range args {
+		if a == "--data" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }
