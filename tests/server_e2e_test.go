@@ -226,25 +226,29 @@ func TestRetryWhileRegistered(t *testing.T) {
 	}
 }
 
-func TestRetriesExhaustedWaitForNextRegistration(t *testing.T) {
+// A message the device keeps refusing uses up its budget (1 attempt + 5
+// retries, 30 s apart) and is parked: time brings no more attempts, nor
+// does the device's next registration, and the messages behind it go
+// out. It waits for its expiry and the failure report to its sender.
+func TestRetriesExhaustedParkTheMessage(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	s, tok := newPair(t, servertest.WithFakeClock(t0), hourlySweep)
 	bob := s.NewDevice(t, "bob", "bob-pw")
 	mustRegister(t, bob, false)
-	bob.AnswerNext(500, 500, 500, 500, 500, 500) // the 7th answer is 200
+	bob.AnswerNext(500, 500, 500, 500, 500, 500)
 	id := message.NewID()
 	submit(t, s, tok, id, "bob", "stubborn")
-	attempts := func() int {
+	stored := func() (attempts int, parked bool) {
 		m, err := s.Store().Message(t.Context(), "alice", id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return m.Attempts
+		return m.Attempts, m.Parked
 	}
 	// 1 attempt + 5 retries, 30 s apart.
 	for want := 1; want <= 6; want++ {
 		servertest.CheckFor(t, 10*time.Second, func() error {
-			if a := attempts(); a != want {
+			if a, _ := stored(); a != want {
 				return fmt.Errorf("attempts %d, want %d", a, want)
 			}
 			if want < 6 && !s.Clock.HasTimerAt(t0.Add(time.Duration(want)*30*time.Second)) {
@@ -252,18 +256,34 @@ func TestRetriesExhaustedWaitForNextRegistration(t *testing.T) {
 			}
 			return nil
 		})
-		s.Clock.Advance(30 * time.Second)
+		if want < 6 {
+			s.Clock.Advance(30 * time.Second)
+		}
 	}
-	// Parked: time alone brings no more attempts.
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		if _, parked := stored(); !parked {
+			return errors.New("not parked after its budget")
+		}
+		return nil
+	})
+	// Parked: neither time nor a registration brings another attempt;
+	// the next message goes out.
 	s.Clock.Advance(10 * time.Minute)
+	mustRegister(t, bob, false)
+	next := message.NewID()
+	submit(t, s, tok, next, "bob", "the next one")
+	waitStatus(t, s, tok, next, "delivered")
 	waitIdle(t, s, "bob")
-	if a := attempts(); a != 6 {
+	if a, _ := stored(); a != 6 {
 		t.Fatalf("attempts while parked: %d", a)
 	}
-	// The next registration brings the next attempt at once.
-	mustRegister(t, bob, false)
-	waitStatus(t, s, tok, id, "delivered")
-	if a := attempts(); a != 7 {
-		t.Fatalf("attempts: %d, want 7", a)
+	if got := bob.Texts(); len(got) != 1 || got[0] != "the next one" {
+		t.Fatalf("bob has %q", got)
 	}
+	if _, st := status(t, s, tok, id); st.Status != "enqueued" {
+		t.Fatalf("parked message: %+v, want still enqueued until it expires", st)
+	}
+	s.Clock.Advance(72 * time.Hour)
+	s.Queue().Sweep()
+	waitStatus(t, s, tok, id, "expired")
 }

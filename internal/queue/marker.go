@@ -1,0 +1,134 @@
+package queue
+
+import (
+	"sync"
+
+	"github.com/sealpost/sealpost/internal/store"
+)
+
+// marker marks delivered messages in the store in the background, so the
+// next message can go out while the write commits. One goroutine writes
+// the marks: each write takes every message delivered since the last one
+// began, in one call to the store (MarkDeliveredAll), so a drain makes a
+// few writes per commit instead of an op and a goroutine per message. At
+// most maxMarking messages wait for it: past that, delivered waits, which
+// holds the sends back to the pace of the store. Only one goroutine calls
+// delivered, and then wait. (Nothing here is sized by maxMarking but the
+// semaphore of empty structs: most passes mark one message.)
+type marker struct {
+	q       *Queue
+	slots   chan struct{} // one per message delivered and not yet written
+	wake    chan struct{} // 1-buffered: there is something to look at
+	started bool
+	done    chan struct{}
+
+	mu      sync.Mutex
+	pending []store.Message // guarded by mu
+	closed  bool            // guarded by mu: wait was called
+	first   error           // first failed write; read after done is closed
+}
+
+const maxMarking = 2 * window
+
+func newMarker(q *Queue) *marker {
+	return &marker{q: q, slots: make(chan struct{}, maxMarking), wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+func (mk *marker) delivered(m store.Message) {
+	mk.slots <- struct{}{}
+	mk.mu.Lock()
+	mk.pending = append(mk.pending, m)
+	mk.mu.Unlock()
+	if !mk.started {
+		mk.started = true
+		go mk.run()
+	}
+	mk.signal()
+}
+
+func (mk *marker) signal() {
+	select {
+	case mk.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (mk *marker) run() {
+	defer close(mk.done)
+	for range mk.wake {
+		mk.mu.Lock()
+		ms, closed := mk.pending, mk.closed
+		mk.pending = nil
+		mk.mu.Unlock()
+		if len(ms) > 0 {
+			if err := mk.q.delivered(ms); err != nil && mk.first == nil {
+				mk.first = err
+			}
+			for range ms {
+				<-mk.slots
+			}
+		}
+		if closed && len(ms) == 0 {
+			return
+		}
+		if closed {
+			mk.signal() // look once more: the last call may have raced the close
+		}
+	}
+}
+
+// wait waits for every mark and returns the first failure; the marker is
+// done with after it.
+func (mk *marker) wait() error {
+	mk.mu.Lock()
+	mk.closed = true
+	mk.mu.Unlock()
+	if !mk.started {
+		return nil
+	}
+	mk.signal()
+	<-mk.done
+	return mk.first
+}
+
+// delivered records that the device accepted ms.
+func (q *Queue) delivered(ms []store.Message) error {
+	at := q.o.Clock.Now()
+	keys := make([]store.Key, len(ms))
+	for i, m := range ms {
+		keys[i] = store.Key{From: m.From, ID: m.ID}
+	}
+	errs, err := q.o.Store.MarkDeliveredAll(q.ctx, keys, at)
+	if err != nil {
+		// The device has them; the store could not record that. The
+		// next pass delivers them again and the device drops the
+		// duplicate ids, so nothing is lost and nothing is shown twice.
+		q.o.Log.Error("marking messages delivered", "count", len(ms), "first_id", ms[0].ID, "err", err)
+		return err
+	}
+	for i, m := range ms {
+		if errs[i] != nil { // ErrNotFound: delivered or expired meanwhile
+			continue
+		}
+		if q.o.Metrics != nil {
+			q.o.Metrics.Delivered.Inc()
+			q.o.Metrics.DeliveryLatency.Observe(at.Sub(m.SubmittedAt).Seconds())
+		}
+		// A delivery report waits for the sender. Only a device that
+		// asked for reports gets one; an offline sender gets it when it
+		// registers (Online kicks its run), so only then is a run worth
+		// starting now.
+		if sb, online := q.o.Lookup(m.From); online && sb.IMDN {
+			q.Kick(m.From)
+		}
+	}
+	q.mu.Lock()
+	for _, m := range ms {
+		if r := q.runs[m.To]; r != nil {
+			r.failed = 0
+		}
+		delete(q.fresh, freshKey(m.From, m.ID))
+	}
+	q.mu.Unlock()
+	return nil
+}
