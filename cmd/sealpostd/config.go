@@ -29,6 +29,7 @@ type config struct {
 	Expiry        time.Duration
 	Retries       int
 	RetryInterval time.Duration
+	DrainTimeout  time.Duration
 	MaxPending    int
 	KeyPeriod     time.Duration
 	TokenTTL      time.Duration
@@ -53,8 +54,9 @@ func (c *config) settings() []setting {
 		{"store", "message store: empty for the embedded SQLite in the data folder, sqlite:PATH, or postgres://USER[:PASSWORD]@HOST:PORT/DB for a PostgreSQL of your own (the master key and certificates stay in the data folder)", func(fs *flag.FlagSet) { fs.StringVar(&c.Store, "store", "", "") }},
 		{"master-key", "file of the master key that wraps the data keys (created 0600 if missing); default DATA/master.key. Keep it out of the database's backups", func(fs *flag.FlagSet) { fs.StringVar(&c.MasterKey, "master-key", "", "") }},
 		{"expiry", "how long an undelivered message is kept", func(fs *flag.FlagSet) { fs.DurationVar(&c.Expiry, "expiry", 72*time.Hour, "") }},
-		{"retries", "delivery retries while the device stays registered", func(fs *flag.FlagSet) { fs.IntVar(&c.Retries, "retries", 5, "") }},
-		{"retry-interval", "time between those retries", func(fs *flag.FlagSet) { fs.DurationVar(&c.RetryInterval, "retry-interval", 30*time.Second, "") }},
+		{"retries", "delivery retries of a message after its first attempt, across registrations and restarts; then it is parked until it expires (the sender gets a failure report)", func(fs *flag.FlagSet) { fs.IntVar(&c.Retries, "retries", 5, "") }},
+		{"retry-interval", "time between those retries while the device stays registered (a new registration retries at once)", func(fs *flag.FlagSet) { fs.DurationVar(&c.RetryInterval, "retry-interval", 30*time.Second, "") }},
+		{"drain-timeout", "on SIGTERM, how long deliveries already on the wire may take to be answered before the server stops", func(fs *flag.FlagSet) { fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Second, "") }},
 		{"max-pending", "messages that may wait for one recipient; more are refused with 429", func(fs *flag.FlagSet) { fs.IntVar(&c.MaxPending, "max-pending", 1000, "") }},
 		{"key-period", "span of expiry times that share one data key (shredded together)", func(fs *flag.FlagSet) { fs.DurationVar(&c.KeyPeriod, "key-period", time.Hour, "") }},
 		{"token-ttl", "lifetime of an API bearer token", func(fs *flag.FlagSet) { fs.DurationVar(&c.TokenTTL, "token-ttl", 30*24*time.Hour, "") }},
@@ -156,7 +158,7 @@ func (c *config) serverOptions() server.Options {
 	return server.Options{
 		DataDir: c.Data, HTTPSAddr: c.HTTPS, SIPAddr: c.SIP, AdminAddr: c.Admin, Domain: c.Domain,
 		CertFile: c.Cert, KeyFile: c.Key, StoreURL: c.Store, MasterKeyFile: c.MasterKey,
-		Expiry: c.Expiry, Retries: c.Retries, RetryInterval: c.RetryInterval, MaxPending: c.MaxPending,
+		Expiry: c.Expiry, Retries: c.Retries, RetryInterval: c.RetryInterval, DrainTimeout: c.DrainTimeout, MaxPending: c.MaxPending,
 		KeyPeriod: c.KeyPeriod, TokenTTL: c.TokenTTL, FlowTimer: c.FlowTimer,
 	}
 }

@@ -66,6 +66,16 @@ import (
 	"github.com/sealpost/sealpost/message"
 )
 
+// Causes that end a pass before its end (the cause of its context).
+var (
+	// errMoved: the device registered on another connection (roaming).
+	// The pass is abandoned: nothing in it is charged.
+	errMoved = errors.New("the device registered on another connection")
+	// errConnectionClosed: the connection the pass sends on closed. What
+	// was on the wire failed, and the first of it is charged.
+	errConnectionClosed = errors.New("the device's connection closed")
+)
+
 // Errors returned by Submit besides *message.RuleError and store errors.
 var (
 	// ErrUnknownRecipient: the "to" account does not exist.
@@ -236,7 +246,7 @@ type run struct {
 	// sends on, and the end of its context. A registration on another
 	// connection calls abandon (roaming).
 	source  string
-	abandon context.CancelFunc
+	abandon context.CancelCauseFunc
 	timer   clock.Timer
 	// direct is a message handed over by Submit when it started this run:
 	// nothing older was pending for the account when it was stored, so
@@ -469,10 +479,22 @@ func (q *Queue) Online(account string) {
 	}
 	if online && r.abandon != nil && r.source != b.Source {
 		q.o.Log.Info("abandoning the delivery on the old connection: the device registered on another", "account", account, "old_source", r.source, "source", b.Source)
-		r.abandon()
+		r.abandon(errMoved)
 	}
 	q.mu.Unlock()
 	q.Kick(account)
+}
+
+// Disconnected tells the queue that the connection from source, which the
+// account's device was registered on, has closed: a pass sending on it
+// ends now, its MESSAGEs on the wire failed (no answer can come), instead
+// of each waiting for AttemptTimeout.
+func (q *Queue) Disconnected(account, source string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if r := q.runs[account]; r != nil && r.abandon != nil && r.source == source {
+		r.abandon(errConnectionClosed)
+	}
 }
 
 // Kick starts a delivery run for the account unless one is running (then

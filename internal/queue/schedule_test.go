@@ -303,6 +303,42 @@ func TestRoamingAbandonsTheStalledConnection(t *testing.T) {
 	}
 }
 
+// A connection that closes under a pass ends it at once: what was on the
+// wire failed, the first of it is charged and waits for its retry, the
+// rest is put back untouched.
+func TestClosedConnectionEndsThePass(t *testing.T) {
+	f := newFixture(t)
+	ss := &stallingSender{}
+	f.restart(t, func(o *Options) { o.Sender = ss; o.AttemptTimeout = time.Hour })
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, f.submit(t, fmt.Sprintf("m%d", i)))
+	}
+	f.mu.Lock()
+	f.online["bob"] = registrar.Binding{Account: "bob", Source: "old"}
+	f.mu.Unlock()
+	f.q.Online("bob")
+	checkFor(t, func() error {
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		if len(ss.onOld) != 3 {
+			return fmt.Errorf("on the connection: %q", ss.onOld)
+		}
+		return nil
+	})
+	f.q.Disconnected("bob", "elsewhere") // not its connection: nothing happens
+	f.q.Disconnected("bob", "old")
+	f.idle(t)
+	if m := f.message(t, ids[0]); m.Attempts != 1 || m.LastError == "" || !m.NextAttempt.Equal(t0.Add(30*time.Second)) {
+		t.Fatalf("first on the wire: %+v, want charged with its retry in 30 s", m)
+	}
+	for _, id := range ids[1:] {
+		if m := f.message(t, id); m.Attempts != 0 || m.LastError != "" {
+			t.Fatalf("behind it: %+v, want put back", m)
+		}
+	}
+}
+
 // heldSender holds every answer until release is closed, and counts how
 // often each text went out.
 type heldSender struct {

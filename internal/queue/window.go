@@ -53,8 +53,8 @@ func (q *Queue) pass(account string) time.Duration {
 	if wait := q.waitBeforeAttempt(account); wait > 0 {
 		return wait
 	}
-	ctx, abandon := context.WithCancel(q.sendCtx)
-	defer abandon()
+	ctx, abandon := context.WithCancelCause(q.sendCtx)
+	defer abandon(nil)
 	if !q.begin(account, b, abandon) {
 		return 0 // the device moved meanwhile; the registration kicked again
 	}
@@ -91,7 +91,9 @@ func (q *Queue) pass(account string) time.Duration {
 	for l := range windows { // the lister stops; a window it handed over but send never took
 		unsent = append(unsent, l.items...)
 	}
-	abandoned := ctx.Err() != nil // a registration elsewhere, or Stop's drain time is up
+	// Abandoned: a registration elsewhere, or Stop's drain time is up. A
+	// closed connection is a failure like any other.
+	abandoned := ctx.Err() != nil && !errors.Is(context.Cause(ctx), errConnectionClosed)
 	var culprit *result
 	if !abandoned {
 		culprit = blame(end.failures)
@@ -119,7 +121,7 @@ func (q *Queue) pass(account string) time.Duration {
 
 // begin notes the pass under way for Online, and reports false if the
 // account's binding has moved to another connection meanwhile.
-func (q *Queue) begin(account string, b registrar.Binding, abandon context.CancelFunc) bool {
+func (q *Queue) begin(account string, b registrar.Binding, abandon context.CancelCauseFunc) bool {
 	q.mu.Lock()
 	r := q.runs[account]
 	r.source, r.abandon = b.Source, abandon

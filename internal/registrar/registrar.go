@@ -40,6 +40,11 @@ type Registrar struct {
 	// OnChange, if set, is called with the number of bindings after each
 	// change (for metrics).
 	OnChange func(n int)
+	// OnDisconnect, if set, is called (outside the lock) when a binding
+	// ends because its connection closed: nothing sent on it can be
+	// answered any more, so the delivery queue ends what it has in flight
+	// there at once instead of waiting for transaction timeouts.
+	OnDisconnect func(account, source string)
 
 	mu       sync.Mutex
 	bindings map[string]*entry // by account; guarded by mu
@@ -114,6 +119,9 @@ func (r *Registrar) ConnectionClosed(source string) {
 	n := len(r.bindings)
 	r.mu.Unlock()
 	r.changed(n)
+	if r.OnDisconnect != nil {
+		r.OnDisconnect(e.Account, source)
+	}
 }
 
 // Lookup returns the account's binding, if it is online.

@@ -12,6 +12,8 @@ func TestBindingLifeCycle(t *testing.T) {
 	r := New(clk)
 	var online []string
 	r.OnOnline = func(a string) { online = append(online, a) }
+	var disconnected []string
+	r.OnDisconnect = func(a, source string) { disconnected = append(disconnected, a+"@"+source) }
 
 	r.Register(Binding{Account: "bob", Source: "1.1.1.1:1"}, 600*time.Second)
 	if b, ok := r.Lookup("bob"); !ok || b.Source != "1.1.1.1:1" || !b.Expires.Equal(clk.Now().Add(600*time.Second)) {
@@ -48,6 +50,11 @@ func TestBindingLifeCycle(t *testing.T) {
 	r.ConnectionClosed("2.2.2.2:2")
 	if _, ok := r.Lookup("bob"); ok || r.Len() != 0 {
 		t.Fatal("binding survived its connection")
+	}
+	// Only the closing of a bound connection is reported: the replaced
+	// one's was not.
+	if len(disconnected) != 1 || disconnected[0] != "bob@2.2.2.2:2" {
+		t.Fatalf("disconnects reported: %v", disconnected)
 	}
 
 	// Un-register only from the bound connection.

@@ -59,7 +59,8 @@ type Options struct {
 	CheckStore bool
 
 	Expiry         time.Duration // message lifetime on the server, default 72 h
-	Retries        int           // retries while registered, default 5
+	Retries        int           // retries of a message after its first attempt, default 5; then it is parked until it expires
+	DrainTimeout   time.Duration // clean stop: how long MESSAGEs on the wire may take to be answered, default 10 s
 	RetryInterval  time.Duration // default 30 s
 	MaxPending     int           // pending messages per recipient, default 1000
 	SweepInterval  time.Duration // how often expiry runs, default 1 min
@@ -208,7 +209,7 @@ func (s *Server) Start() error {
 		Store: s.store, Sealer: s.sealer, Lookup: s.registrar.Lookup,
 		Clock: o.Clock, Log: s.log.With("part", "queue"), Metrics: s.metrics,
 		Expiry: o.Expiry, Retries: o.Retries, RetryInterval: o.RetryInterval, MaxPending: o.MaxPending,
-		SweepInterval: o.SweepInterval,
+		SweepInterval: o.SweepInterval, DrainTimeout: o.DrainTimeout,
 	})
 	sip, err := sipserver.New(sipserver.Options{
 		Domain: o.Domain, TLSConfig: s.tlsConfig, Registrar: s.registrar, Queue: s.queue,
@@ -223,6 +224,7 @@ func (s *Server) Start() error {
 	s.sip = sip
 	s.queue.SetSender(sip)
 	s.registrar.OnOnline = s.queue.Online
+	s.registrar.OnDisconnect = s.queue.Disconnected
 	s.metrics.Observe(s.pendingGauge, func() float64 { return float64(s.registrar.Len()) })
 	s.api = apiserver.New(apiserver.Options{
 		Store: s.store, Queue: s.queue, Clock: o.Clock, Log: s.log.With("part", "api"),
@@ -306,8 +308,11 @@ func (s *Server) Start() error {
 }
 
 // Shutdown stops serving. In-flight HTTPS submissions finish first, so every
-// message answered "enqueued" is in the store; deliveries in flight stay
-// enqueued and are retried after the next start.
+// message answered "enqueued" is in the store. Then the queue stops
+// cleanly while the SIP connections stay open: no new delivery starts, the
+// MESSAGEs on the wire get up to DrainTimeout for their answers, and every
+// 2xx is recorded before the store closes, so no device is sent again a
+// message it took.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	if s.httpSrv != nil {

@@ -137,7 +137,9 @@ func (s *Server) start(ctx context.Context, b registrar.Binding, req *sip.Reques
 			case <-tx.Done():
 				return sendError(tx.Err())
 			case <-ctx.Done():
-				return sendError(ctx.Err())
+				// The cause says why: the attempt timed out, the
+				// device's connection closed, or it moved.
+				return sendError(context.Cause(ctx))
 			}
 		}
 	}, nil

@@ -28,6 +28,9 @@ type Device struct {
 	mu       sync.Mutex
 	received []Received // guarded by mu
 	answers  []int      // status codes to answer with next; guarded by mu
+	dropOn   string     // a MESSAGE with this body drops the connection; guarded by mu
+	drops    int        // connections dropped so; guarded by mu
+	stalled  bool       // MESSAGEs get no answer at all; guarded by mu
 }
 
 // Received is one MESSAGE a Device got.
@@ -76,8 +79,44 @@ func (d *Device) AnswerNext(codes ...int) {
 	d.mu.Unlock()
 }
 
+// DropOn makes the device close its connection, without answering,
+// whenever a MESSAGE with this body arrives: a phone that crashes on one
+// message. It connects again on its next request (Register).
+func (d *Device) DropOn(body string) {
+	d.mu.Lock()
+	d.dropOn = body
+	d.mu.Unlock()
+}
+
+// Drops returns how many times DropOn's message dropped the connection.
+func (d *Device) Drops() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.drops
+}
+
+// Stall makes the device stop answering MESSAGEs, keeping its connection
+// open: a phone whose connection stalled. Nothing it gets is recorded.
+func (d *Device) Stall() {
+	d.mu.Lock()
+	d.stalled = true
+	d.mu.Unlock()
+}
+
 func (d *Device) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 	d.mu.Lock()
+	if d.stalled {
+		d.mu.Unlock()
+		return
+	}
+	if d.dropOn != "" && string(req.Body()) == d.dropOn {
+		d.drops++
+		d.mu.Unlock()
+		if c, ok := tx.(interface{ Connection() sip.Connection }); ok {
+			_ = c.Connection().Close()
+		}
+		return
+	}
 	code := 200
 	if len(d.answers) > 0 {
 		code, d.answers = d.answers[0], d.answers[1:]
