@@ -204,6 +204,13 @@ func TestSessionTimeRules(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	// answered waits until the keepalive sent at ping has had its answer:
+	// its 10 s timeout timer is stopped. The answer is real I/O; moving the
+	// fake clock past ping+10 s before it is read would time the flow out.
+	answered := func(ping time.Duration) {
+		t.Helper()
+		waitFor(t, func() bool { return !clk.HasTimerAt(at(ping + 10*time.Second)) })
+	}
 	waitFor(t, func() bool { return c.Online() && clk.HasTimerAt(at(60*time.Second)) })
 	last := reg.lastReg
 	if v := last.GetHeader(api.HeaderFeatures); v == nil || v.Value() != "imdn" {
@@ -225,6 +232,7 @@ func TestSessionTimeRules(t *testing.T) {
 	// 60 s: a keepalive goes out, and it is a trigger.
 	clk.Advance(time.Second)
 	waitFor(t, func() bool { return reg.get(&reg.pings) == 1 && clk.HasTimerAt(at(120*time.Second)) })
+	answered(60 * time.Second)
 	r.settle()
 	if n := len(srv.attempts()); n != 6 {
 		t.Fatalf("the keepalive started no new round: %d attempts", n)
@@ -233,6 +241,7 @@ func TestSessionTimeRules(t *testing.T) {
 	for d := 120 * time.Second; d < 450*time.Second; d += 60 * time.Second {
 		clk.Set(at(d))
 		waitFor(t, func() bool { return clk.HasTimerAt(at(d + 60*time.Second)) })
+		answered(d)
 	}
 	clk.Set(at(449 * time.Second))
 	if n := reg.get(&reg.registered); n != 1 {

@@ -391,6 +391,7 @@ func (r *run) mixed(ctx context.Context) error {
 		}
 	}, true)
 	sendEnd := time.Now()
+	cancel() // the churn goes on only while messages are sent
 	churnWG.Wait()
 	missing := r.waitArrivals(ctx, s.Grace)
 	end := time.Unix(0, r.lastArrival.Load())
