@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/chromedp/chromedp/kb"
 
 	"github.com/sealpost/sealpost/internal/server/servertest"
 )
@@ -34,7 +33,8 @@ const watchStatuses = `(() => {
 // Enter.
 func typeAndSend(t *testing.T, ctx context.Context, text string) {
 	t.Helper()
-	must(t, ctx, "type", chromedp.SendKeys(chromedp.ID("text"), text), chromedp.SendKeys(chromedp.ID("text"), kb.Enter))
+	must(t, ctx, "type", chromedp.SendKeys(chromedp.ID("text"), text))
+	pressEnter(t, ctx, false)
 }
 
 // TestSendShowsEachStatusLive: alice writes to bob in her browser; the
@@ -88,6 +88,9 @@ func TestSendShowsEachStatusLive(t *testing.T) {
 	if v := eval[string](t, ctx, `document.getElementById("text").value`); v != "" {
 		t.Errorf("compose box not emptied after sending: %q", v)
 	}
+	// The contact list now has bob, with the last message.
+	waitFor(t, ctx, 20*time.Second, `document.querySelector('.contact[data-peer="bob"] .preview')?.textContent === "You: Hello Bob 👋🏽"`,
+		`document.getElementById("contacts").innerHTML`)
 	screenshot(t, ctx, "delivered")
 
 	h, err := bob.core.Conversation(context.Background(), "alice")
@@ -97,4 +100,83 @@ func TestSendShowsEachStatusLive(t *testing.T) {
 	b2, _ := json.Marshal(seq)
 	t.Logf("statuses shown: %s", b2)
 	_ = fmt.Sprint
+}
+
+// TestReceiveShowsUnreadAndNotifies: bob's page is open on his contacts
+// in a window he is not looking at; alice's message shows alice first
+// with one unread message and its text, and raises a notification whose
+// click opens the conversation, where the message is on the left.
+func TestReceiveShowsUnreadAndNotifies(t *testing.T) {
+	srv := servertest.Start(t)
+	alice := newDevice(t, srv, "alice")
+	bob := newDevice(t, srv, "bob")
+	carol := newDevice(t, srv, "carol")
+	online(t, alice, bob, carol)
+	if _, err := carol.core.Send(context.Background(), "bob", "an older conversation"); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := tab(t)
+	grantNotifications(t, ctx, bob.origin())
+	recordNotifications(t, ctx)
+	bob.open(ctx, "/")
+	waitFor(t, ctx, 20*time.Second, `document.querySelector('.contact[data-peer="carol"]')`, `document.getElementById("contacts").innerText`)
+
+	if _, err := alice.core.Send(context.Background(), "bob", "Hi Bob, lunch at 12?"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 30*time.Second, `document.querySelector('.contact[data-peer="alice"] .unread')`, `document.getElementById("contacts").innerText`)
+	type contact struct{ Name, Unread, Preview string }
+	cs := eval[[]contact](t, ctx, `[...document.querySelectorAll(".contact")].map((c) => ({
+	  Name: c.dataset.peer, Unread: c.querySelector(".unread")?.textContent || "", Preview: c.querySelector(".preview")?.textContent || "" }))`)
+	if len(cs) != 2 || cs[0].Name != "alice" || cs[1].Name != "carol" {
+		t.Fatalf("contacts %+v: want alice (newest) then carol", cs)
+	}
+	if cs[0].Unread != "1 unread" || cs[0].Preview != "Hi Bob, lunch at 12?" {
+		t.Errorf("alice's entry: %+v, want 1 unread and the text", cs[0])
+	}
+	waitFor(t, ctx, 20*time.Second, `window.__notes.length > 0`, `JSON.stringify(window.__notes)`)
+	type note struct{ Title, Body string }
+	notes := eval[[]note](t, ctx, `window.__notes.map((n) => ({ Title: n.title, Body: n.body }))`)
+	if len(notes) != 1 || notes[0].Title != "New message from alice" || notes[0].Body != "Hi Bob, lunch at 12?" {
+		t.Fatalf("notifications %+v", notes)
+	}
+	screenshot(t, ctx, "unread")
+
+	// A click on the notification opens the conversation.
+	eval[bool](t, ctx, `(window.__notes[0].n.onclick(), true)`)
+	waitFor(t, ctx, 20*time.Second, `location.pathname === "/c/alice" && document.querySelector("li.msg.in") && window.SealpostRules`, `location.pathname`)
+	type bubble struct {
+		Text       string
+		Left, Mid  float64
+		HasStatus  bool
+		Separators []string
+	}
+	b := eval[bubble](t, ctx, `(() => {
+	  const li = document.querySelector("li.msg.in"), r = li.querySelector(".bubble").getBoundingClientRect();
+	  const box = document.getElementById("messages").getBoundingClientRect();
+	  return { Text: li.querySelector(".text").textContent, Left: r.left, Mid: box.left + box.width / 2,
+	    HasStatus: !!li.querySelector(".status"), Separators: [...document.querySelectorAll("li.day")].map((d) => d.textContent) };
+	})()`)
+	if b.Text != "Hi Bob, lunch at 12?" || b.Left >= b.Mid || b.HasStatus {
+		t.Errorf("incoming bubble %+v: want the text, on the left, without a status icon", b)
+	}
+	if len(b.Separators) != 1 || b.Separators[0] != "Today" {
+		t.Errorf("date separators %v, want one: Today", b.Separators)
+	}
+	// Opening the conversation read it.
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		cs, err := bob.core.Contacts(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if c.Name == "alice" && c.Unread != 0 {
+				return fmt.Errorf("alice still has %d unread", c.Unread)
+			}
+		}
+		return nil
+	})
+	waitFor(t, ctx, 10*time.Second, `!document.querySelector('.contact[data-peer="alice"] .unread')`, `document.getElementById("contacts").innerText`)
+	screenshot(t, ctx, "opened")
 }

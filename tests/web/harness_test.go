@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
@@ -212,10 +213,14 @@ func grantNotifications(t *testing.T, ctx context.Context, origin string) {
 }
 
 // recordNotifications makes every page of the tab keep the notifications
-// it raises in window.__notes (the real Notification still runs).
+// it raises in window.__notes (the real Notification still runs), and
+// makes the page's window count as not focused, as when the user works in
+// another window: headless Chromium gives every tab the focus, and the
+// page raises notifications only when it is not focused.
 func recordNotifications(t *testing.T, ctx context.Context) {
 	t.Helper()
 	const js = `window.__notes = [];
+document.hasFocus = () => false;
 (() => {
   const Real = window.Notification;
   if (!Real) return;
@@ -328,4 +333,24 @@ func tokenOf(t *testing.T, d *device) string {
 		t.Fatal(err)
 	}
 	return u.Query().Get("token")
+}
+
+// pressEnter presses Enter (with Shift when shift) in the focused element
+// the way a keyboard does: one keyDown carrying the text "\r", so that a
+// page that prevents the keydown's default gets no line feed (chromedp's
+// SendKeys sends a separate char event, which a real keyboard never does).
+func pressEnter(t *testing.T, ctx context.Context, shift bool) {
+	t.Helper()
+	var mods int64
+	if shift {
+		mods = 8
+	}
+	for _, p := range []input.DispatchKeyEventParams{
+		{Type: input.DispatchKeyEventTypeKeyDown, Key: "Enter", Code: "Enter", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13, Text: "\r", UnmodifiedText: "\r", Modifiers: mods},
+		{Type: input.DispatchKeyEventTypeKeyUp, Key: "Enter", Code: "Enter", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13, Modifiers: mods},
+	} {
+		if _, err := chromedp.Call(ctx, input.DispatchKeyEvent, p); err != nil {
+			t.Fatalf("press Enter: %v", err)
+		}
+	}
 }
