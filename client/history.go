@@ -64,21 +64,10 @@ func (c *Core) toMessage(r row) Message {
 // an expired text is never shown.
 func (c *Core) History(ctx context.Context, peer string) ([]Message, error) {
 	peer = NormalizeAccount(peer)
-	if err := message.CheckAccount(peer); err != nil {
-		return nil, err
-	}
-	if err := c.sweeper.sweep(ctx); err != nil {
-		c.logf("validity sweep: %v", err)
-	}
-	rows, err := c.db.query(ctx, "WHERE peer = ? ORDER BY seq", peer)
+	out, err := c.Conversation(ctx, peer)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Message, 0, len(rows))
-	for _, r := range rows {
-		out = append(out, c.toMessage(r))
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
 	if err := c.db.markRead(ctx, peer); err != nil {
 		return out, fmt.Errorf("mark read: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 // conversation nobody may be looking at (a window in the background) marks
 // it read with MarkRead once the user sees it.
 func (c *Core) Conversation(ctx context.Context, peer string) ([]Message, error) {
+	peer = NormalizeAccount(peer)
 	if err := message.CheckAccount(peer); err != nil {
 		return nil, err
 	}
@@ -33,6 +34,7 @@ func (c *Core) Conversation(ctx context.Context, peer string) ([]Message, error)
 
 // MarkRead marks every incoming message from peer read.
 func (c *Core) MarkRead(ctx context.Context, peer string) error {
+	peer = NormalizeAccount(peer)
 	if err := message.CheckAccount(peer); err != nil {
 		return err
 	}

@@ -121,7 +121,7 @@ func (u *UI) contactsPage(w http.ResponseWriter, r *http.Request) {
 // start opens the conversation with the account typed in the contacts
 // page's field, or shows that page again saying what is wrong with it.
 func (u *UI) start(w http.ResponseWriter, r *http.Request) {
-	name := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("peer")))
+	name := client.NormalizeAccount(r.URL.Query().Get("peer"))
 	err := message.CheckAccount(name)
 	if err == nil && name == u.core.Account() {
 		err = errors.New("that is your own account; write the name of someone else")
@@ -228,36 +228,19 @@ func (u *UI) markRead(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// resender is the core's resend of an Error message, when the core has one.
-type resender interface {
-	Resend(ctx context.Context, id string) (client.Message, error)
-}
-
-// retry sends an Error message again: by the core's Resend where it has
-// one, else as a new message with the same text (a new id: the server may
-// already know the old one, as expired, and would answer with that).
+// retry sends an Error message again with Core.Resend: a new message with
+// the same text and a new id (the server may know the old id, as expired,
+// and would answer with that); the failed one stays as it was.
 func (u *UI) retry(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	m, err := u.core.Message(ctx, r.PathValue("id"))
-	switch {
-	case err != nil:
+	if err != nil {
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 		return
-	case !m.Outgoing || statusClass(m.Status) != string(message.Error):
-		writeError(w, http.StatusConflict, "not_failed", "only a message in Error can be sent again")
-		return
-	case m.Erased:
-		writeError(w, http.StatusConflict, "erased", "the text of this message was erased at the end of its validity; write it again")
-		return
 	}
-	var again client.Message
-	if rs, ok := any(u.core).(resender); ok {
-		again, err = rs.Resend(ctx, m.ID)
-	} else {
-		again, err = u.core.Send(ctx, m.Peer, m.Text)
-	}
+	again, err := u.core.Resend(ctx, m.ID)
 	if err != nil {
-		writeError(w, http.StatusUnprocessableEntity, "retry_failed", err.Error())
+		writeError(w, http.StatusConflict, "not_sent_again", err.Error())
 		return
 	}
 	if wantsJSON(r) {

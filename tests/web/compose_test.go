@@ -28,12 +28,12 @@ func TestCounterMatchesTheMessageRules(t *testing.T) {
 
 	corpus := []string{
 		"", "a", "Hello Bob", "line one\nline two", "\n",
-		"a\r\nb",                 // CR LF is one character, but CR is a control character
-		"héllo wörld ñ ç",        // precomposed accents
+		"a\r\nb",                  // CR LF is one character, but CR is a control character
+		"héllo wörld ñ ç",         // precomposed accents
 		"he\u0301llo we\u0308rld", // combining accents: é and ë are two code points, one character
-		"👍", "👍🏽", "👋🏿 👋🏻",      // skin tones
+		"👍", "👍🏽", "👋🏿 👋🏻",        // skin tones
 		"👨‍👩‍👧‍👦", "👩🏽‍💻", "🧑‍🤝‍🧑", // ZWJ sequences
-		"🇫🇷🇩🇪🇯🇵", "🇫🇷🇩",          // flags, and a flag with a lone regional indicator
+		"🇫🇷🇩🇪🇯🇵", "🇫🇷🇩", // flags, and a flag with a lone regional indicator
 		"🏳️‍🌈", "🏴󠁧󠁢󠁥󠁮󠁧󠁿", "1️⃣", "❤️", // variation selectors, tags, keycap
 		"नमस्ते", "สวัสดี", "안녕하세요", "각", "مرحبا", "日本語のテキスト",
 		"tab\there", "del\x7f", "c1\u0085", "nul\x00", "esc\x1b[31m", "zero\u200bwidth", "rtl\u202eoverride",

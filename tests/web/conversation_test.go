@@ -180,3 +180,36 @@ func TestReceiveShowsUnreadAndNotifies(t *testing.T) {
 	waitFor(t, ctx, 10*time.Second, `!document.querySelector('.contact[data-peer="alice"] .unread')`, `document.getElementById("contacts").innerText`)
 	screenshot(t, ctx, "opened")
 }
+
+// TestErrorShowsWhyAndRetries: a message the server refuses (no such
+// account yet) shows Error with the server's reason and a Retry button;
+// once the account exists, Retry sends the text again as a new message
+// (Core.Resend) and the failed one stays as it was.
+func TestErrorShowsWhyAndRetries(t *testing.T) {
+	srv := servertest.Start(t)
+	alice := newDevice(t, srv, "alice")
+	online(t, alice)
+	ctx := tab(t)
+	alice.open(ctx, "/c/zed")
+	eval[bool](t, ctx, watchStatuses)
+	typeAndSend(t, ctx, "welcome aboard, zed")
+	waitFor(t, ctx, 30*time.Second, `document.querySelector('li.msg.out[data-status="error"] .why')`, `document.getElementById("messages").innerText`)
+	type failed struct{ Why, Label, Button string }
+	f := eval[failed](t, ctx, `(() => { const li = document.querySelector('li.msg.out[data-status="error"]');
+	  return { Why: li.querySelector(".why p").textContent, Label: li.querySelector(".status").getAttribute("aria-label"),
+	    Button: li.querySelector(".retry button").textContent }; })()`)
+	if !strings.HasPrefix(f.Why, "Not delivered: the server refused it (404") || !strings.HasPrefix(f.Label, "Error sending message: ") || f.Button != "Retry" {
+		t.Fatalf("failed bubble: %+v", f)
+	}
+	screenshot(t, ctx, "error")
+
+	srv.AddUser(t, "zed", "pw-zed-secret")
+	must(t, ctx, "click Retry", chromedp.Click(chromedp.CSS(`li.msg.out[data-status="error"] .retry button`)))
+	waitFor(t, ctx, 30*time.Second, `document.querySelector('li.msg.out[data-status="enqueued"]')`, `JSON.stringify(window.__statuses)`)
+	type bubble struct{ Text, Status string }
+	bs := eval[[]bubble](t, ctx, `[...document.querySelectorAll("li.msg")].map((li) => ({ Text: li.querySelector(".text").textContent, Status: li.dataset.status }))`)
+	if len(bs) != 2 || bs[0] != (bubble{"welcome aboard, zed", "error"}) || bs[1] != (bubble{"welcome aboard, zed", "enqueued"}) {
+		t.Fatalf("after Retry: %+v, want the failed one and a new one Enqueued", bs)
+	}
+	screenshot(t, ctx, "retried")
+}

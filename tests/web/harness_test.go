@@ -354,3 +354,5 @@ func pressEnter(t *testing.T, ctx context.Context, shift bool) {
 		}
 	}
 }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
