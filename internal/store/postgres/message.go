@@ -14,11 +14,16 @@ import (
 
 // messageFrom reads a message with its sealed text while it is enqueued;
 // a delivered or expired message reads with no text and key period 0.
-const messageFrom = `SELECT m.seq, m.from_acct, m.id, m.to_acct, t.sealed,
+//
+// The text is a correlated subquery, not a join: it runs for the rows
+// returned only, and PostgreSQL prunes it at run time to the one partition
+// of the row's period (a join let the planner hash every partition).
+const messageFrom = `SELECT m.seq, m.from_acct, m.id, m.to_acct,
+		CASE WHEN m.status = 'enqueued' THEN
+			(SELECT t.sealed FROM sealed_texts t WHERE t.key_period = m.key_period AND t.seq = m.seq) END,
 		CASE WHEN m.status = 'enqueued' THEN m.key_period ELSE 0 END, m.status,
 		m.submitted_at, m.expires_at, m.delivered_at, m.attempts, m.next_attempt, m.last_error, m.parked
-	FROM messages m LEFT JOIN sealed_texts t
-		ON m.status = 'enqueued' AND t.key_period = m.key_period AND t.seq = m.seq`
+	FROM messages m`
 
 // messageNoText is the columns of a message without its text, for listings
 // that must never carry it.
@@ -135,6 +140,12 @@ func eachFound(rows pgx.Rows, n int, what func(i int) string) ([]error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %s: %w", what(0), err)
 	}
+	return notFoundExcept(ords, n, what), nil
+}
+
+// notFoundExcept answers nil for each 1-based ordinal in ords and
+// ErrNotFound for the other rows of n.
+func notFoundExcept(ords []int64, n int, what func(i int) string) []error {
 	done := make([]bool, n)
 	for _, o := range ords {
 		done[o-1] = true
@@ -145,7 +156,7 @@ func eachFound(rows pgx.Rows, n int, what func(i int) string) ([]error, error) {
 			errs[i] = fmt.Errorf("postgres store: %s: %w", what(i), store.ErrNotFound)
 		}
 	}
-	return errs, nil
+	return errs
 }
 
 // one turns the answer of a batch call of one write into that write's.
@@ -156,9 +167,12 @@ func one(errs []error, err error) error {
 	return errs[0]
 }
 
-// MarkDeliveredAll marks each of keys delivered in one statement: status
-// delivered, sealed text deleted, a Delivered report queued for the sender
-// (in the order of keys) that waits as long as the message was allowed to.
+// MarkDeliveredAll marks each of keys delivered in one transaction: status
+// delivered, a Delivered report queued for the sender (in the order of
+// keys) that waits as long as the message was allowed to, and its sealed
+// text deleted. The text is deleted by a second statement that names the
+// periods and seqs, so PostgreSQL goes straight to their partitions and
+// index entries instead of joining every partition.
 func (s *Store) MarkDeliveredAll(ctx context.Context, keys []store.Key, at time.Time) ([]error, error) {
 	if len(keys) == 0 {
 		return []error{}, nil
@@ -167,18 +181,39 @@ func (s *Store) MarkDeliveredAll(ctx context.Context, keys []store.Key, at time.
 	for i, k := range keys {
 		from[i], id[i] = k.From, k.ID
 	}
-	rows, _ := s.pool.Query(ctx, `WITH k AS (
-			SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(from_acct, id, ord)),
-		d AS (UPDATE messages m SET status = 'delivered', delivered_at = $3
-			FROM k WHERE m.from_acct = k.from_acct AND m.id = k.id AND m.status = 'enqueued'
-			RETURNING m.seq, m.key_period, m.from_acct, m.id, m.to_acct, m.submitted_at, m.expires_at, k.ord),
-		txt AS (DELETE FROM sealed_texts t USING d WHERE t.key_period = d.key_period AND t.seq = d.seq),
-		r AS (INSERT INTO reports (to_acct, message_id, recipient, status, at, expires_at)
-			SELECT from_acct, id, to_acct, 'delivered', $3, $3 + (expires_at - submitted_at) FROM d ORDER BY ord)
-		SELECT ord FROM d`, from, id, encTime(at))
-	return eachFound(rows, len(keys), func(i int) string {
+	what := func(i int) string {
 		return fmt.Sprintf("marking enqueued message %s from %q delivered", keys[i].ID, keys[i].From)
+	}
+	var errs []error
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `WITH k AS (
+				SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(from_acct, id, ord)),
+			d AS (UPDATE messages m SET status = 'delivered', delivered_at = $3
+				FROM k WHERE m.from_acct = k.from_acct AND m.id = k.id AND m.status = 'enqueued'
+				RETURNING m.seq, m.key_period, m.from_acct, m.id, m.to_acct, m.submitted_at, m.expires_at, k.ord),
+			r AS (INSERT INTO reports (to_acct, message_id, recipient, status, at, expires_at)
+				SELECT from_acct, id, to_acct, 'delivered', $3, $3 + (expires_at - submitted_at) FROM d ORDER BY ord)
+			SELECT ord, key_period, seq FROM d`, from, id, encTime(at))
+		var ords, periods, seqs []int64
+		var ord, period, seq int64
+		if _, err := pgx.ForEachRow(rows, []any{&ord, &period, &seq}, func() error {
+			ords, periods, seqs = append(ords, ord), append(periods, period), append(seqs, seq)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(seqs) > 0 {
+			if _, err := tx.Exec(ctx, `DELETE FROM sealed_texts WHERE key_period = ANY($1) AND seq = ANY($2)`, periods, seqs); err != nil {
+				return fmt.Errorf("deleting the sealed text: %w", err)
+			}
+		}
+		errs = notFoundExcept(ords, len(keys), what)
+		return nil
 	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: %s: %w", what(0), err)
+	}
+	return errs, nil
 }
 
 // ExpireDue expires every enqueued message with ExpiresAt <= now: status
