@@ -43,7 +43,7 @@ func (a *app) commands() []cli.Command {
 		},
 		{
 			Name: "messages list", NArgs: 0,
-			Help:    "every message's fate, newest first, never its text",
+			Help:    "every message's fate, newest first, never its text (enqueued,parked: its retries are used up; it waits for expiry and a failure report to its sender)",
 			Example: "sealpostd messages list --account alice --status enqueued",
 			Flags:   a.messagesFlags, Run: a.messagesList,
 		},

@@ -123,7 +123,11 @@ func (a *app) messagesList([]string) error {
 			if !m.DeliveredAt.IsZero() {
 				delivered = m.DeliveredAt.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", m.SubmittedAt.UTC().Format(time.RFC3339), m.ID, m.From, m.To, m.Status, delivered, m.Attempts)
+			st := string(m.Status)
+			if m.Parked && m.Status == message.Enqueued {
+				st += ",parked" // retries used up: waits for expiry and its failure report
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", m.SubmittedAt.UTC().Format(time.RFC3339), m.ID, m.From, m.To, st, delivered, m.Attempts)
 		}
 		return tw.Flush()
 	})
