@@ -176,3 +176,28 @@ func TestGroupCommit(t *testing.T) {
 	}
 	t.Logf("%d submissions in %d transactions: %v", n, len(batches), batches)
 }
+
+// TestSynchronousCommitForced: a database whose default is
+// synchronous_commit=off (acknowledging commits before they reach disk)
+// still gets durable commits from the store.
+func TestSynchronousCommitForced(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(t.Context(), "ALTER DATABASE "+pgx.Identifier{conn.Config().Database}.Sanitize()+" SET synchronous_commit = off"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(context.Background())
+	s := openURL(t, url, Options{})
+	for range 3 { // several pool connections
+		var setting string
+		if err := s.pool.QueryRow(t.Context(), "SHOW synchronous_commit").Scan(&setting); err != nil {
+			t.Fatal(err)
+		}
+		if setting != "on" {
+			t.Fatalf("synchronous_commit = %q on a store connection, want on", setting)
+		}
+	}
+}
