@@ -118,9 +118,18 @@ type Submission struct {
 	Via      string // "https" or "sip", for metrics
 }
 
+// Store is what the queue needs of the store: submissions, the delivery
+// schedule, the reports, and whether a recipient exists.
+type Store interface {
+	store.Submissions
+	store.Schedule
+	store.Reports
+	Account(ctx context.Context, name string) (store.Account, error)
+}
+
 // Options configure a Queue. Zero durations take the defaults noted.
 type Options struct {
-	Store   store.Store
+	Store   Store
 	Sealer  *seal.Sealer
 	Sender  Sender
 	Lookup  func(account string) (registrar.Binding, bool)
