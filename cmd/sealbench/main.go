@@ -98,6 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	)
 	fs.StringVar(&spawn, "spawn", "", "start this sealpostd binary on a fresh data folder for each run (instead of --https/--sip/--ca)")
 	fs.Var(&serverArgs, "server-arg", "extra argument for the spawned sealpostd (repeat for several)")
+	fs.StringVar(&s.Postgres, "postgres", "", "with --spawn: give each run's sealpostd a fresh database on this PostgreSQL as its --store (`postgres://USER@HOST:PORT/DB` of a database to connect to, as a role that may create databases); default the embedded SQLite store")
 	fs.IntVar(&runs, "runs", 1, "number of runs; with several, a table of median and spread follows (use with --spawn: each run needs a fresh server)")
 	fs.BoolVar(&asJSON, "json", false, "print the results as JSON instead of tables")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of sealbench itself to this file (go tool pprof), to see what the tool costs")

@@ -79,6 +79,11 @@ type Settings struct {
 	// pprof, heap?gc=1) before each settle, as the Go runtime does by
 	// itself at least every two minutes.
 	ForceGC bool `json:"force_gc,omitempty"`
+	// Postgres, if set, is a PostgreSQL server (postgres://USER@HOST:PORT/DB
+	// of a database to connect to, with a role that may create databases)
+	// on which every spawned sealpostd gets a fresh database of its own as
+	// its --store, dropped when it stops. Empty: the embedded SQLite store.
+	Postgres string `json:"postgres,omitempty"`
 }
 
 // Defaults returns the settings a scenario runs with unless told otherwise.

@@ -23,7 +23,12 @@ import (
 // a server that is not running (SQLite allows a second writer, but a
 // running server would have to wait for it), all with one password.
 func Provision(ctx context.Context, dataDir, domain string, s *Settings, n int, password string) (int, error) {
-	srv, err := server.New(server.Options{DataDir: dataDir, Domain: domain})
+	return provision(ctx, dataDir, "", domain, s, n, password)
+}
+
+// provision is Provision into the store storeURL (empty: the data folder's).
+func provision(ctx context.Context, dataDir, storeURL, domain string, s *Settings, n int, password string) (int, error) {
+	srv, err := server.New(server.Options{DataDir: dataDir, StoreURL: storeURL, Domain: domain})
 	if err != nil {
 		return 0, fmt.Errorf("opening the data folder %s: %w", dataDir, err)
 	}
@@ -48,7 +53,9 @@ func NewPassword() string {
 type Spawned struct {
 	Target
 	Dir    string
-	cmd    *exec.Cmd
+	// dropStore drops the run's PostgreSQL database (Settings.Postgres).
+	dropStore func() error
+	cmd       *exec.Cmd
 	log    *os.File
 	exited chan error // receives the result of cmd.Wait
 }
@@ -70,7 +77,14 @@ func Spawn(ctx context.Context, bin string, s *Settings, domain string, extra []
 		return nil, err
 	}
 	t0 := time.Now()
-	if _, err := Provision(ctx, dir, domain, s, s.Accounts(), sp.Password); err != nil {
+	var storeURL string
+	if s.Postgres != "" {
+		storeURL, sp.dropStore, err = freshDatabase(ctx, s.Postgres)
+		if err != nil {
+			return fail(err)
+		}
+	}
+	if _, err := provision(ctx, dir, storeURL, domain, s, s.Accounts(), sp.Password); err != nil {
 		return fail(err)
 	}
 	fmt.Fprintf(progress, "sealbench: %d accounts provisioned in %s in %v\n", s.Accounts(), dir, time.Since(t0).Round(time.Millisecond))
@@ -80,6 +94,9 @@ func Spawn(ctx context.Context, bin string, s *Settings, domain string, extra []
 	}
 	sp.HTTPS, sp.SIP, sp.Admin = ports[0], ports[1], ports[2]
 	args := []string{"--data", dir, "--https", sp.HTTPS, "--sip", sp.SIP, "--admin", sp.Admin, "--domain", domain}
+	if storeURL != "" {
+		args = append(args, "--store", storeURL)
+	}
 	if s.Scenario == "drain" {
 		// One mailbox holds every message of the run.
 		args = append(args, "--max-pending", strconv.Itoa(max(1000, s.Messages)))
@@ -156,6 +173,12 @@ func (sp *Spawned) Stop() error {
 		if e := os.RemoveAll(sp.Dir); e != nil && err == nil {
 			err = e
 		}
+	}
+	if sp.dropStore != nil {
+		if e := sp.dropStore(); e != nil && err == nil {
+			err = e
+		}
+		sp.dropStore = nil
 	}
 	return err
 }
