@@ -52,12 +52,12 @@ func NewPassword() string {
 // Spawned is a sealpostd started by the tool on a fresh data folder.
 type Spawned struct {
 	Target
-	Dir    string
+	Dir string
 	// dropStore drops the run's PostgreSQL database (Settings.Postgres).
 	dropStore func() error
 	cmd       *exec.Cmd
-	log    *os.File
-	exited chan error // receives the result of cmd.Wait
+	log       *os.File
+	exited    chan error // receives the result of cmd.Wait
 }
 
 // Spawn provisions a fresh data folder with the accounts s needs and
