@@ -12,7 +12,8 @@ import (
 )
 
 // heartbeat keeps the event stream busy, so that a dead connection is
-// noticed by both sides and proxies never time it out.
+// noticed by both sides: the page reconnects when it hears nothing for
+// three heartbeats (a laptop that slept, a connection dropped silently).
 const heartbeat = 15 * time.Second
 
 // liveEvent is one Server-Sent Event for the page.
@@ -71,10 +72,11 @@ func (u *UI) events(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if _, err := fmt.Fprintf(w, ": keepalive\n\n"); err != nil {
+			// An event, not a comment, so that the page sees it and can
+			// tell a silent dead connection from a quiet one.
+			if !send("ping", liveEvent{Online: u.core.Online()}) {
 				return
 			}
-			flusher.Flush()
 		case e, ok := <-ch:
 			if !ok {
 				return

@@ -35,6 +35,10 @@ type Options struct {
 	// Listen is the address to serve on; loopback only. Empty: 127.0.0.1
 	// on a free port.
 	Listen string
+	// Listener, when not nil, is used instead of listening on Listen (a
+	// socket handed over by a service manager, or a test's). It must be on
+	// a loopback address.
+	Listener net.Listener
 	// Logf receives diagnostics; never message text or the token.
 	Logf func(format string, args ...any)
 }
@@ -52,17 +56,21 @@ type UI struct {
 // New listens on o.Listen (loopback only) and prepares the UI for core.
 // The core is run by the caller (Core.Run), exactly as `sealpost run` does.
 func New(core *client.Core, o Options) (*UI, error) {
-	addr, err := loopbackListen(o.Listen)
-	if err != nil {
-		return nil, err
-	}
 	tmpl, err := parseTemplates()
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("web UI: %w", err)
+	ln := o.Listener
+	if ln == nil {
+		addr, err := loopbackListen(o.Listen)
+		if err != nil {
+			return nil, err
+		}
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, fmt.Errorf("web UI: %w", err)
+		}
+	} else if a, ok := ln.Addr().(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
+		return nil, fmt.Errorf("web UI: listener on %s: the web UI listens on loopback only", ln.Addr())
 	}
 	u := &UI{core: core, logf: o.Logf, ln: ln, token: newSecret(), tmpl: tmpl}
 	if u.logf == nil {

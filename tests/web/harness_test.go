@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -247,6 +248,38 @@ type device struct {
 	core *client.Core
 	ui   *web.UI
 	stop func()
+	// conns are the browser's connections to the UI, to cut them.
+	conns *trackedListener
+}
+
+// trackedListener remembers the connections it accepted.
+type trackedListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]bool // guarded by mu
+}
+
+func (l *trackedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns[c] = true
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+// cut closes every connection accepted so far, as a network that fails
+// does; the listener stays open.
+func (l *trackedListener) cut() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(l.conns)
+	for c := range l.conns {
+		c.Close()
+		delete(l.conns, c)
+	}
+	return n
 }
 
 // settings are the defaults with a quick reconnect and short attempt
@@ -262,7 +295,7 @@ func settings() *client.Settings {
 
 // newDevice creates the account on srv, logs in, and runs the core with
 // its web UI exactly as `sealpost web` does.
-func newDevice(t *testing.T, srv *servertest.Server, name string) *device {
+func newDevice(t *testing.T, srv *servertest.Server, name string, change ...func(*client.Settings)) *device {
 	t.Helper()
 	password := "pw-" + name + "-secret"
 	srv.AddUser(t, name, password)
@@ -275,11 +308,20 @@ func newDevice(t *testing.T, srv *servertest.Server, name string) *device {
 		t.Fatalf("login %s: %v", name, err)
 	}
 	logf := func(f string, a ...any) { t.Logf(name+": "+f, a...) }
-	core, err := client.Open(client.Options{Home: home, Settings: settings(), Logf: logf})
+	s := settings()
+	for _, f := range change {
+		f(s)
+	}
+	core, err := client.Open(client.Options{Home: home, Settings: s, Logf: logf})
 	if err != nil {
 		t.Fatalf("open %s: %v", name, err)
 	}
-	ui, err := web.New(core, web.Options{Logf: logf})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := &trackedListener{Listener: ln, conns: map[net.Conn]bool{}}
+	ui, err := web.New(core, web.Options{Listener: conns, Logf: logf})
 	if err != nil {
 		t.Fatalf("web UI for %s: %v", name, err)
 	}
@@ -288,7 +330,7 @@ func newDevice(t *testing.T, srv *servertest.Server, name string) *device {
 	wg.Add(2)
 	go func() { defer wg.Done(); core.Run(ctx) }()
 	go func() { defer wg.Done(); ui.Serve(ctx) }()
-	d := &device{t: t, name: name, home: home, core: core, ui: ui}
+	d := &device{t: t, name: name, home: home, core: core, ui: ui, conns: conns}
 	var once sync.Once
 	d.stop = func() { once.Do(func() { cancel(); wg.Wait(); core.Close() }) }
 	t.Cleanup(d.stop)

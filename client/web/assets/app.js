@@ -195,9 +195,22 @@
   }
   let source = null;
   let backoff = 1000;
+  // The server sends a ping every 15 s: silence for three of them means
+  // the connection died without telling (a laptop that slept).
+  let heard = Date.now();
+  setInterval(() => {
+    if (source && source.readyState === EventSource.OPEN && Date.now() - heard > 45000) {
+      source.close();
+      setConn("lost");
+      connect();
+    }
+  }, 5000);
   function connect() {
+    heard = Date.now();
     source = new EventSource("/events");
+    source.addEventListener("ping", () => { heard = Date.now(); });
     source.addEventListener("hello", (ev) => {
+      heard = Date.now();
       const d = JSON.parse(ev.data);
       backoff = 1000;
       setConn(d.online ? "on" : "off");
@@ -206,6 +219,7 @@
       later(refreshContacts);
     });
     source.addEventListener("change", (ev) => {
+      heard = Date.now();
       const e = JSON.parse(ev.data);
       later(() => apply(e));
     });
