@@ -209,7 +209,10 @@ type Submissions interface {
 	// m.To already has maxPending enqueued messages (maxPending <= 0: no
 	// bound). It returns only after the commit is durable; backends may
 	// commit many concurrent Submits together (group commit), but none is
-	// answered before its own commit.
+	// answered before its own commit. m's Attempts, NextAttempt and
+	// LastError are stored as given (the queue records a first attempt
+	// with the message); a new message is never parked (m.Parked is
+	// ignored).
 	Submit(ctx context.Context, m Message, maxPending int) (stored Message, created bool, err error)
 	// Message returns the message (From, ID) or ErrNotFound.
 	Message(ctx context.Context, from, id string) (Message, error)

@@ -41,6 +41,7 @@ func (s *Store) Submit(ctx context.Context, m store.Message, maxPending int) (st
 			stored.SubmittedAt, stored.ExpiresAt = norm(m.SubmittedAt), norm(m.ExpiresAt)
 			stored.DeliveredAt = time.Time{}
 			stored.NextAttempt = norm(m.NextAttempt)
+			stored.Parked = false
 			stored.PendingBefore, stored.WantPendingBefore = before, false
 			created = true
 			return nil

@@ -1292,7 +1292,12 @@ func testParked(t *testing.T, s store.Store) {
 	addAccounts(t, s, "alice", "bob")
 	ctx := t.Context()
 	m1 := submit(t, s, msg("alice", "bob", 1, 0), 0)
-	m2 := submit(t, s, msg("alice", "bob", 2, time.Second), 0)
+	asked := msg("alice", "bob", 2, time.Second)
+	asked.Parked = true // ignored: a new message is never parked
+	m2 := submit(t, s, asked, 0)
+	if m2.Parked || getMessage(t, s, "alice", m2.ID).Parked {
+		t.Fatalf("Submit stored a new message parked")
+	}
 	park := attempt("alice", m1.ID, 5, t0.Add(time.Minute), "connection lost")
 	park.Parked = true
 	if err := s.RecordAttempt(ctx, park); err != nil {
