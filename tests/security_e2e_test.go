@@ -169,3 +169,186 @@ func TestHTTPSConcurrentBruteForceIsBounded(t *testing.T) {
 		t.Fatal("no token for carol")
 	}
 }
+
+// tableBranch makes each request of sipRequest its own transaction.
+var tableBranch int
+
+// sipRequest builds a request with the fields every request needs, then
+// extra (each a whole field line, CRLF added), then Content-Length and the
+// body, unless noLength.
+func sipRequest(method, uri string, cseq string, extra []string, body string, noLength bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s SIP/2.0\r\n", method, uri)
+	tableBranch++
+	fmt.Fprintf(&b, "Via: SIP/2.0/TLS 127.0.0.3:5555;branch=z9hG4bK-table-%d\r\n", tableBranch)
+	b.WriteString("From: <sip:alice@localhost>;tag=t1\r\n")
+	b.WriteString("To: <sip:alice@localhost>\r\n")
+	b.WriteString("Call-ID: table-call\r\n")
+	if cseq != "" {
+		fmt.Fprintf(&b, "CSeq: %s\r\n", cseq)
+	}
+	b.WriteString("Max-Forwards: 70\r\n")
+	for _, e := range extra {
+		b.WriteString(e + "\r\n")
+	}
+	if !noLength {
+		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
+	}
+	b.WriteString("\r\n" + body)
+	return b.String()
+}
+
+// Each malformed or wrong SIP input of the issue gets its exact answer;
+// when its framing cannot be trusted the connection is then closed, and
+// otherwise a valid OPTIONS on the same connection still gets 200.
+func TestBadSIPInputGetsAnAnswer(t *testing.T) {
+	s := servertest.Start(t)
+	s.AddUser(t, "alice", "alice-pw")
+	options := sipRequest("OPTIONS", "sip:localhost", "2 OPTIONS", nil, "", false)
+	nextOptions := func() string { return sipRequest("OPTIONS", "sip:localhost", "2 OPTIONS", nil, "", false) }
+	without := func(req, field string) string {
+		i := strings.Index(req, field)
+		j := i + strings.Index(req[i:], "\r\n") + 2
+		return req[:i] + req[j:]
+	}
+	manyFields := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("X-Field-%d: 1", i)
+		}
+		return out
+	}
+	cases := []struct {
+		name   string
+		input  string
+		answer string // "" for none
+		closes bool
+	}{
+		{"70 KB header", sipRequest("OPTIONS", "sip:localhost", "1 OPTIONS", []string{"X-Big: " + strings.Repeat("a", 70<<10)}, "", false),
+			"513 Message Too Large: header section over 16384 bytes", true},
+		{"10,000 header fields", sipRequest("OPTIONS", "sip:localhost", "1 OPTIONS", manyFields(10000), "", false),
+			"513 Message Too Large: header section over 16384 bytes", true},
+		{"200 header fields", sipRequest("OPTIONS", "sip:localhost", "1 OPTIONS", manyFields(200), "", false),
+			"513 Message Too Large: more than 128 header fields", true},
+		{"1 MB body", sipRequest("MESSAGE", "sip:alice@localhost", "1 MESSAGE", []string{"Content-Length: 1048576"}, "", true) + strings.Repeat("x", 64<<10),
+			"413 Request Entity Too Large: body over 16384 bytes", true},
+		{"Content-Length -1", sipRequest("OPTIONS", "sip:localhost", "1 OPTIONS", []string{"Content-Length: -1"}, "", true),
+			"400 Bad Request: malformed Content-Length", true},
+		{"Content-Length 4294967295", sipRequest("OPTIONS", "sip:localhost", "1 OPTIONS", []string{"Content-Length: 4294967295"}, "", true),
+			"413 Request Entity Too Large: body over 16384 bytes", true},
+		{"Content-Length missing", sipRequest("OPTIONS", "sip:localhost", "1 OPTIONS", nil, "", true),
+			"400 Bad Request: Content-Length missing (required on TLS)", true},
+		{"two Content-Lengths", sipRequest("OPTIONS", "sip:localhost", "1 OPTIONS", []string{"Content-Length: 0"}, "", false),
+			"400 Bad Request: more than one Content-Length", true},
+		{"field without a colon", sipRequest("OPTIONS", "sip:localhost", "1 OPTIONS", []string{"NoColonHere"}, "", false),
+			"400 Bad Request: header field without a colon", true},
+		{"request line without version", strings.Replace(options, " SIP/2.0\r\n", "\r\n", 1),
+			"400 Bad Request: request line without SIP version", true},
+		{"garbage, then a valid OPTIONS", "hello there\r\n\r\n" + options,
+			"400 Bad Request: malformed request line", true},
+		{"bare LF line ends", strings.ReplaceAll(options, "\r\n", "\n"),
+			"400 Bad Request: lines must end with CRLF", true},
+		{"SIP/3.0", strings.Replace(sipRequest("OPTIONS", "sip:localhost", "1 OPTIONS", nil, "", false), "SIP/2.0\r\n", "SIP/3.0\r\n", 1),
+			"505 Version Not Supported: only SIP/2.0", false},
+		{"CSeq above 2^32", sipRequest("OPTIONS", "sip:localhost", "4294967296 OPTIONS", nil, "", false),
+			"400 Bad Request: malformed CSeq header", false},
+		{"CSeq method not the request's", sipRequest("OPTIONS", "sip:localhost", "1 REGISTER", nil, "", false),
+			"400 Bad Request: CSeq method does not match the request method", false},
+		{"MESSAGE without To", without(sipRequest("MESSAGE", "sip:alice@localhost", "1 MESSAGE", []string{"Content-Type: text/plain"}, "hi", false), "To: "),
+			"400 Bad Request: To header missing", false},
+		{"MESSAGE without CSeq", sipRequest("MESSAGE", "sip:alice@localhost", "", []string{"Content-Type: text/plain"}, "hi", false),
+			"400 Bad Request: CSeq header missing", false},
+		{"Contact * with Expires 3600", sipRequest("REGISTER", "sip:localhost", "1 REGISTER", []string{"Contact: *", "Expires: 3600"}, "", false),
+			"400 Bad Request: Contact * needs Expires: 0 and no other Contact", false},
+		{"Contact javascript:", sipRequest("REGISTER", "sip:localhost", "1 REGISTER", []string{"Contact: <javascript:alert(1)>"}, "", false),
+			"400 Bad Request: Contact URI must be sip: or sips:", false},
+		{"Contact of 8 KB", sipRequest("REGISTER", "sip:localhost", "1 REGISTER", []string{"Contact: <sip:alice@" + strings.Repeat("h", 8<<10) + ".example>"}, "", false),
+			"400 Bad Request: Contact URI longer than 512 bytes", false},
+		{"Contact with %00%0d%0a", sipRequest("REGISTER", "sip:localhost", "1 REGISTER", []string{"Contact: <sip:alice%00%0d%0a@127.0.0.3>"}, "", false),
+			"400 Bad Request: Contact URI holds control characters", false},
+		{"Request-URI of another scheme", sipRequest("OPTIONS", "tel:+15551234", "1 OPTIONS", nil, "", false),
+			"416 Unsupported URI Scheme: use sip or sips", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialRawSIP(t, s, "127.0.0.3")
+			// The write may fail half way when the server has answered
+			// and closed early (an oversized input): that is fine.
+			go func() { _, _ = c.conn.Write([]byte(tc.input)) }()
+			a := c.mustRead()
+			if got := fmt.Sprintf("%d %s", a.Code, a.Reason); got != tc.answer {
+				t.Fatalf("answer %q, want %q", got, tc.answer)
+			}
+			if a.Header.Get("Call-ID") != "table-call" && !strings.HasPrefix(tc.name, "garbage") && !strings.HasPrefix(tc.name, "bare LF") {
+				t.Errorf("answer without the request's Call-ID: %v", a.Header)
+			}
+			if tc.closes {
+				if !c.closed() {
+					t.Fatal("connection left open after a framing error")
+				}
+				return
+			}
+			c.send(nextOptions())
+			if a := c.mustRead(); a.Code != 200 {
+				t.Fatalf("OPTIONS after the bad input: %d %s", a.Code, a.Reason)
+			}
+		})
+	}
+	if refused := metricValue(t, s, `sealpost_sip_bad_input_total{kind="bad version"}`); refused != 1 {
+		t.Errorf("bad version counted %v times, want 1", refused)
+	}
+}
+
+// A phone that counts characters instead of bytes sends a Content-Length
+// shorter than its body; the rest of the text then reads as the start of a
+// new message. It is answered 400 and the connection closed, and no byte
+// of the text reaches the log: only the kind of error and the address.
+func TestShortContentLengthKeepsTextOutOfTheLog(t *testing.T) {
+	s := servertest.Start(t)
+	s.AddUser(t, "alice", "alice-pw")
+	s.AddUser(t, "bob", "bob-pw")
+	c := dialRawSIP(t, s, "127.0.0.4")
+	c.send(rawRegister("alice", "127.0.0.4", 1, ""))
+	chal := c.mustRead()
+	c.send(rawRegister("alice", "127.0.0.4", 2, digestFor(t, chal.Header.Get("WWW-Authenticate"), "alice", "alice-pw", 1)))
+	if a := c.mustRead(); a.Code != 200 {
+		t.Fatalf("register: %d %s", a.Code, a.Reason)
+	}
+	const canary = "Grüße CANARY-7d1f secret text"
+	body := "Hi! " + canary
+	msg := "MESSAGE sip:bob@localhost SIP/2.0\r\n" +
+		"Via: SIP/2.0/TLS 127.0.0.4:5555;branch=z9hG4bK-short\r\n" +
+		"From: <sip:alice@localhost>;tag=s1\r\nTo: <sip:bob@localhost>\r\n" +
+		"Call-ID: short-length\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n" +
+		"Content-Type: text/plain;charset=utf-8\r\n" +
+		fmt.Sprintf("Content-Length: %d\r\n\r\n%s", 4, body) // counts "Hi! " only
+	c.send(msg)
+	// Two answers, in either order: 202 for the MESSAGE up to its
+	// Content-Length, 400 for the rest of the body.
+	got := map[string]bool{}
+	for range 2 {
+		a := c.mustRead()
+		got[fmt.Sprintf("%d %s", a.Code, a.Reason)] = true
+	}
+	if !got["202 Accepted"] || !got["400 Bad Request: malformed request line"] {
+		t.Fatalf("answers %v, want 202 Accepted and 400 Bad Request: malformed request line", got)
+	}
+	if !c.closed() {
+		t.Fatal("connection left open after the framing error")
+	}
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		for _, l := range s.Logs() {
+			if strings.Contains(l, "bad SIP input refused") && strings.Contains(l, "remote=127.0.0.4:") && strings.Contains(l, "kind=\"bad request line\"") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no log line of the kind and address")
+	})
+	for _, l := range s.Logs() {
+		for _, part := range []string{"CANARY", "7d1f", "secret text", "Grüße"} {
+			if strings.Contains(l, part) {
+				t.Errorf("the log holds %q: %s", part, l)
+			}
+		}
+	}
+}

@@ -52,13 +52,14 @@ const maxHandshakesPerIP = 8
 // no sipgo reader, and that a failing Accept (out of file descriptors) is
 // retried with a backoff instead of stopping the SIP server.
 type handshakeListener struct {
-	inner  net.Listener // TCP
-	config *tls.Config
-	log    *slog.Logger
-	conns  chan net.Conn
-	slots  chan struct{} // one per handshake in progress
-	done   chan struct{} // closed by Close
-	once   sync.Once
+	inner   net.Listener // TCP
+	config  *tls.Config
+	log     *slog.Logger
+	observe framingObserver // bad input on a connection (framing.go)
+	conns   chan net.Conn
+	slots   chan struct{} // one per handshake in progress
+	done    chan struct{} // closed by Close
+	once    sync.Once
 
 	mu    sync.Mutex
 	perIP map[string]*ipSlots // guarded by mu
@@ -71,9 +72,9 @@ type ipSlots struct {
 	users int
 }
 
-func newHandshakeListener(inner net.Listener, config *tls.Config, log *slog.Logger) *handshakeListener {
+func newHandshakeListener(inner net.Listener, config *tls.Config, log *slog.Logger, observe framingObserver) *handshakeListener {
 	l := &handshakeListener{
-		inner: inner, config: config, log: log,
+		inner: inner, config: config, log: log, observe: observe,
 		conns: make(chan net.Conn),
 		slots: make(chan struct{}, maxHandshakes),
 		done:  make(chan struct{}),
@@ -146,7 +147,7 @@ func (l *handshakeListener) handshake(c net.Conn) {
 		return
 	}
 	select {
-	case l.conns <- tc:
+	case l.conns <- newFramedConn(tc, l.observe):
 	case <-l.done:
 		tc.Close()
 	}

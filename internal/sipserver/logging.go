@@ -29,7 +29,15 @@ type redactor struct{ slog.Handler }
 
 func (r redactor) Handle(ctx context.Context, rec slog.Record) error {
 	out := slog.NewRecord(rec.Time, rec.Level, rec.Message, rec.PC)
+	// A parse error quotes the input it could not parse, which can be a
+	// message's text: none of it is kept. (framing.go hands sipgo only
+	// messages that parse; this is the second line of defence.)
+	parsing := strings.Contains(strings.ToLower(rec.Message), "parse")
 	rec.Attrs(func(a slog.Attr) bool {
+		if parsing && (a.Key == "error" || a.Key == "err") {
+			out.AddAttrs(slog.String(a.Key, "[redacted]"))
+			return true
+		}
 		out.AddAttrs(redactAttr(a))
 		return true
 	})

@@ -22,6 +22,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/internal/auth"
 	"github.com/sealpost/sealpost/internal/clock"
@@ -72,6 +73,8 @@ type Server struct {
 	client  *sipgo.Client
 	digest  *auth.Digester
 	closing sync.Once
+	// badInputs counts bad SIP input by kind (framing.go).
+	badInputs *prometheus.CounterVec
 }
 
 // errDialRefused is what the disabled dialer returns: the server only uses
@@ -137,7 +140,16 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, ua: ua, srv: srv, client: client, digest: auth.NewDigester(o.Domain, o.Clock, o.NonceTTL)}
+	s := &Server{o: o, ua: ua, srv: srv, client: client, digest: auth.NewDigester(o.Domain, o.Clock, o.NonceTTL),
+		badInputs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealpost_sip_bad_input_total",
+			Help: "SIP input refused before it reached a handler (malformed, oversized, strictness), by kind.",
+		}, []string{"kind"})}
+	if o.Metrics != nil {
+		if err := o.Metrics.Registry.Register(s.badInputs); err != nil {
+			return nil, err
+		}
+	}
 	srv.OnRegister(s.onRegister)
 	srv.OnMessage(s.onMessage)
 	srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -149,7 +161,7 @@ func New(o Options) (*Server, error) {
 // Serve accepts TLS connections from l (a plain TCP listener; Serve adds
 // TLS) until l is closed.
 func (s *Server) Serve(l net.Listener) error {
-	tl := newHandshakeListener(&trackingListener{Listener: l, closed: s.connectionClosed}, s.o.TLSConfig, s.o.Log)
+	tl := newHandshakeListener(&trackingListener{Listener: l, closed: s.connectionClosed}, s.o.TLSConfig, s.o.Log, s.badInput)
 	defer tl.Close()
 	err := s.srv.ServeTLS(tl)
 	if errors.Is(err, net.ErrClosed) {
@@ -163,6 +175,18 @@ func (s *Server) Close() error {
 	var err error
 	s.closing.Do(func() { err = s.ua.Close() })
 	return err
+}
+
+// badInput logs and counts bad input: its kind and the address, never a
+// byte of it.
+func (s *Server) badInput(remote string, b *badInput) {
+	s.badInputs.WithLabelValues(b.kind).Inc()
+	level := slog.LevelDebug
+	if b.framing {
+		// Once per connection: it is closed after this.
+		level = slog.LevelInfo
+	}
+	s.o.Log.Log(context.Background(), level, "bad SIP input refused", "kind", b.kind, "code", b.code, "closing", b.framing, "remote", remote)
 }
 
 func (s *Server) connectionClosed(remote string) {
