@@ -34,7 +34,7 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&kamBin, "kamailio", "kamailio", "the kamailio binary (installed by .ci/install-kamailio.sh)")
 	fs.StringVar(&kamCfg, "kamailio-config", "", "a folder holding kamailio.cfg and tls.cfg to use instead of the ones built in (bench/kamailio)")
 	fs.StringVar(&k.SchemaDir, "kamailio-schema", k.SchemaDir, "folder of Kamailio's db_sqlite schema files, for msilo's database")
-	fs.IntVar(&k.ShmMiB, "kamailio-shm", 512, "Kamailio's shared memory, MiB (connections, TLS state and transactions live there)")
+	fs.IntVar(&k.ShmMiB, "kamailio-shm", 1024, "Kamailio's shared memory, MiB (connections, TLS state and transactions live there)")
 	fs.StringVar(&scenarios, "scenarios", strings.Join(c.Scenarios, ","), "comparison scenarios to run, in this order: "+strings.Join(loadtest.CompareScenarios, ", "))
 	fs.IntVar(&c.Pairs, "pairs", c.Pairs, "runs of each server per scenario, interleaved (Kamailio, sealpostd, Kamailio, …)")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "sending phase of relay, latency and store")

@@ -42,7 +42,7 @@ type CompareSettings struct {
 // DefaultCompare returns the settings of a full comparison.
 func DefaultCompare() CompareSettings {
 	return CompareSettings{
-		Scenarios: CompareScenarios, Pairs: 3, Duration: 10 * time.Second, Rate: 1000,
+		Scenarios: CompareScenarios, Pairs: 3, Duration: 10 * time.Second, Rate: 500,
 		Messages: 10000, Devices: 4000, Settle: 15 * time.Second,
 		Sources: []string{"127.0.0.1"}, Timeout: 15 * time.Second,
 	}
@@ -193,6 +193,12 @@ func runOn(ctx context.Context, side Side, s Settings, log io.Writer) (*Result, 
 		return nil, err
 	}
 	res, err := Run(ctx, sp.Target, s, log)
+	if err != nil && sp.log != nil {
+		// The server's own account of it goes with its folder: keep the end.
+		if b, rerr := os.ReadFile(sp.log.Name()); rerr == nil && len(b) > 0 {
+			err = fmt.Errorf("%w\nthe end of %s's log:\n%s", err, side.Name, tail(b, 1500))
+		}
+	}
 	if stopErr := sp.Stop(); stopErr != nil {
 		fmt.Fprintf(log, "sealbench: stopping %s: %v\n", side.Name, stopErr)
 	}
@@ -350,7 +356,7 @@ func (c *Comparison) WriteTable(w io.Writer) {
 				}
 				pace = r.Machine.Pace
 			}
-			fmt.Fprintf(w, "%s: server CPU %s %% of a core (%d processes); other processes %s %% of a core\n",
+			fmt.Fprintf(w, "%s: server CPU %s %% of a core (processes: %d); other processes %s %% of a core\n",
 				c.Sides[side], joinFloats(cpu), runs[0].Server.Processes, joinFloats(other))
 		}
 		if sc.Name == "latency" {

@@ -83,7 +83,9 @@ func (k Kamailio) Spawn(ctx context.Context, domain string, progress io.Writer) 
 	if shm <= 0 {
 		shm = 512
 	}
-	args := []string{"-f", cfg, "-DD", "-E", "-Y", dir, "-w", dir,
+	// --atexit=no: the tls module's advice for libssl 1.1 and later (no C
+	// atexit handlers touching shared memory that is already gone).
+	args := []string{"-f", cfg, "-DD", "-E", "--atexit=no", "-Y", dir, "-w", dir,
 		"-m", strconv.Itoa(shm), "-M", "16",
 		"-l", "tls:" + sp.SIP, "-l", "tcp:" + hop,
 		"-A", `DBURL="sqlite:///` + db + `"`, "-A", `MSILO_HOP="sip:` + hop + `;transport=tcp"`}
