@@ -52,16 +52,24 @@ func (c *Core) LastMessages(ctx context.Context) (map[string]Message, error) {
 		c.logf("validity sweep: %v", err)
 	}
 	// The same order as History: by At (the server's submission time for a
-	// received message), then by local order.
-	const at = "(CASE WHEN outgoing = 0 AND submitted_at > 0 THEN submitted_at ELSE created_at END)"
-	rows, err := c.db.query(ctx, `AS m WHERE seq = (SELECT seq FROM messages AS n WHERE n.peer = m.peer
-		ORDER BY `+at+` DESC, seq DESC LIMIT 1)`)
+	// received message), then by local order; one pass over the table.
+	rows, err := c.db.sql.QueryContext(ctx, `SELECT `+rowCols+` FROM (SELECT *, row_number() OVER (PARTITION BY peer
+		ORDER BY (CASE WHEN outgoing = 0 AND submitted_at > 0 THEN submitted_at ELSE created_at END) DESC, seq DESC) AS pos
+		FROM messages) WHERE pos = 1`)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read local store: %w", err)
 	}
-	out := make(map[string]Message, len(rows))
-	for _, r := range rows {
+	defer rows.Close()
+	out := make(map[string]Message)
+	for rows.Next() {
+		r, err := scanRow(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read local store: %w", err)
+		}
 		out[r.Peer] = c.toMessage(r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read local store: %w", err)
 	}
 	return out, nil
 }

@@ -56,8 +56,13 @@ func (a *app) cmdWeb(fs *flag.FlagSet) runner {
 		fmt.Fprintf(a.stdout, "sealpost web: %s at %s\n", core.Account(), core.Server())
 		fmt.Fprintf(a.stdout, "open %s\n(the address holds a key to your messages: keep it to yourself; Ctrl-C to stop)\n", ui.URL())
 		if !*noBrowser {
-			if err := openBrowser(core.Home(), ui.URL(), a.getenv); err != nil {
+			page, err := openBrowser(core.Home(), ui.URL(), a.getenv)
+			if err != nil {
 				fmt.Fprintf(a.stderr, "sealpost web: no browser opened (%v); open the address above\n", err)
+			}
+			if page != "" {
+				// The token dies with this process; so does its page.
+				defer os.Remove(page)
 			}
 		}
 
@@ -83,7 +88,7 @@ func (a *app) cmdWeb(fs *flag.FlagSet) runner {
 // openBrowser opens url in the user's browser. As Jupyter does, it opens a
 // file of the profile folder (0600) that redirects to the address, so that
 // the token is not on a command line other users can read.
-func openBrowser(home, url string, getenv func(string) string) error {
+func openBrowser(home, url string, getenv func(string) string) (page string, err error) {
 	var opener []string
 	switch runtime.GOOS {
 	case "darwin":
@@ -92,27 +97,27 @@ func openBrowser(home, url string, getenv func(string) string) error {
 		opener = []string{"rundll32", "url.dll,FileProtocolHandler"}
 	default:
 		if getenv("DISPLAY") == "" && getenv("WAYLAND_DISPLAY") == "" {
-			return fmt.Errorf("no graphical session")
+			return "", fmt.Errorf("no graphical session")
 		}
 		opener = []string{"xdg-open"}
 	}
 	path, err := exec.LookPath(opener[0])
 	if err != nil {
-		return err
+		return "", err
 	}
-	page := filepath.Join(home, "web-open.html")
+	page = filepath.Join(home, "web-open.html")
 	body := fmt.Sprintf("<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=\"0;url=%s\"><title>sealpost web</title><a href=\"%s\">Open sealpost web</a>\n",
 		html.EscapeString(url), html.EscapeString(url))
 	if err := os.WriteFile(page, []byte(body), 0o600); err != nil {
-		return err
+		return "", err
 	}
 	if err := os.Chmod(page, 0o600); err != nil {
-		return err
+		return page, err
 	}
 	cmd := exec.Command(path, append(opener[1:], page)...)
 	if err := cmd.Start(); err != nil {
-		return err
+		return page, err
 	}
 	go cmd.Wait()
-	return nil
+	return page, nil
 }

@@ -19,10 +19,11 @@ import (
 	"github.com/sealpost/sealpost/internal/server/servertest"
 )
 
-// TestWebCommand runs the real `sealpost web --no-browser`: it prints an
-// address on 127.0.0.1 with a token, serves the page there, runs the
-// client (a message sent to it arrives and is printed as an event), and
-// stops cleanly on Ctrl-C.
+// TestWebCommand runs the real `sealpost web`: it prints an address on
+// 127.0.0.1 with a token, opens the browser (a stand-in xdg-open) on a
+// private page that leads there, serves the page, runs the client (a
+// message sent to it arrives and is printed as an event), and stops
+// cleanly on Ctrl-C, taking the private page with it.
 func TestWebCommand(t *testing.T) {
 	srv := servertest.Start(t)
 	bob := newDevice(t, srv, "bob")
@@ -39,8 +40,16 @@ func TestWebCommand(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sealpost/sealpost/cmd/sealpost").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "--home", home, "web", "--no-browser")
-	cmd.Env = append(os.Environ(), "DISPLAY=", "WAYLAND_DISPLAY=")
+	// A stand-in for xdg-open that keeps a copy of what it was asked to
+	// open.
+	tools := t.TempDir()
+	opened := filepath.Join(tools, "opened.html")
+	script := "#!/bin/sh\ncp \"$1\" " + opened + "\nstat -c %a \"$1\" > " + opened + ".mode\n"
+	if err := os.WriteFile(filepath.Join(tools, "xdg-open"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--home", home, "web")
+	cmd.Env = append(os.Environ(), "DISPLAY=:0", "WAYLAND_DISPLAY=", "PATH="+tools+string(os.PathListSeparator)+os.Getenv("PATH"))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +88,19 @@ func TestWebCommand(t *testing.T) {
 			return nil
 		}
 		return fmt.Errorf("no address printed yet: %q (stderr %q)", printed(), stderr.String())
+	})
+	// The browser was given a page (0600, in the profile) that leads to
+	// the address, not the address itself on its command line.
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		b, err := os.ReadFile(opened)
+		if err != nil || !strings.Contains(string(b), `url=`+url+`"`) {
+			return errorf("opened page %q (%v)", b, err)
+		}
+		mode, _ := os.ReadFile(opened + ".mode")
+		if strings.TrimSpace(string(mode)) != "600" {
+			return errorf("opened page mode %q", mode)
+		}
+		return nil
 	})
 	res, err := httpClient().Get(url)
 	if err != nil {
@@ -124,5 +146,8 @@ func TestWebCommand(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("still running 30 s after Ctrl-C")
+	}
+	if _, err := os.Stat(filepath.Join(home, "web-open.html")); !os.IsNotExist(err) {
+		t.Errorf("the page with the token outlived sealpost web: %v", err)
 	}
 }

@@ -235,3 +235,27 @@ func TestSendErrorNotifies(t *testing.T) {
 	waitFor(t, ctx, 20*time.Second, `window.__notes.some((n) => n.title === "Send error")`, `JSON.stringify(window.__notes.map((n) => n.title))`)
 	screenshot(t, ctx, "send-error")
 }
+
+// TestStartConversation: the contacts page's field opens a conversation
+// with an account name (lower-cased as the core does), and says what is
+// wrong with a name that cannot be one.
+func TestStartConversation(t *testing.T) {
+	srv := servertest.Start(t)
+	alice := newDevice(t, srv, "alice")
+	ctx := tab(t)
+	alice.open(ctx, "/")
+	must(t, ctx, "a bad name", chromedp.SendKeys(chromedp.ID("start-peer"), "bob smith"))
+	pressEnter(t, ctx, false)
+	waitFor(t, ctx, 20*time.Second, `document.getElementById("start-error")`, `document.body.innerText`)
+	if msg := eval[string](t, ctx, `document.getElementById("start-error").textContent`); !strings.Contains(msg, "invalid account name") {
+		t.Errorf("refusal: %q", msg)
+	}
+	if v := eval[string](t, ctx, `document.getElementById("start-peer").value`); v != "bob smith" {
+		t.Errorf("the field lost what was typed: %q", v)
+	}
+	screenshot(t, ctx, "refused")
+	must(t, ctx, "a good name", chromedp.SetValue(chromedp.ID("start-peer"), " Bob "))
+	must(t, ctx, "focus", chromedp.Focus(chromedp.ID("start-peer")))
+	pressEnter(t, ctx, false)
+	waitFor(t, ctx, 20*time.Second, `location.pathname === "/c/bob" && document.getElementById("text") === document.activeElement`, `location.pathname`)
+}
