@@ -57,7 +57,8 @@ type Options struct {
 	// SetPassword changes an account's password and revokes its tokens
 	// (server.SetPassword); nil refuses password changes (see password.go).
 	SetPassword func(ctx context.Context, account, password string) error
-	// PasswordRule checks a new password; nil accepts any non-empty one.
+	// PasswordRule checks a new password; nil asks for at least
+	// DefaultMinPasswordLength characters.
 	PasswordRule func(password string) error
 }
 

@@ -57,6 +57,18 @@ func TestChangePassword(t *testing.T) {
 		json.Unmarshal(w.Body.Bytes(), &res)
 		return w.Code, res
 	}
+	withDefault := New(Options{Store: st, Clock: clock.NewFake(t0), SetPassword: func(context.Context, string, string) error {
+		t.Error("SetPassword called for a short password")
+		return nil
+	}}).Handler()
+	b, _ := json.Marshal(api.PasswordRequest{Password: "old-password", NewPassword: "x"})
+	r := httptest.NewRequest("POST", api.PathPassword, bytes.NewReader(b))
+	r.Header.Set("Authorization", "Bearer "+tok)
+	w := httptest.NewRecorder()
+	withDefault.ServeHTTP(w, r)
+	if w.Code != http.StatusUnprocessableEntity || !bytes.Contains(w.Body.Bytes(), []byte("at least 12")) {
+		t.Errorf("the password x without a rule set: %d %s", w.Code, w.Body)
+	}
 	if code, _ := change(tok, "wrong-password", "new-long-password"); code != http.StatusForbidden {
 		t.Errorf("wrong current password: %d", code)
 	}
