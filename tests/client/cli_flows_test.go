@@ -52,6 +52,17 @@ func TestCommandLineWithoutRun(t *testing.T) {
 		t.Fatalf("status %s: %d\n%s\n%s", id[:6], code, out, errOut)
 	}
 
+	// --wait's exit codes: 3 when neither Delivered nor Error by the
+	// timeout (bob is offline: it stays queued), 1 for an Error.
+	out, errOut, code = alice.sealpost("", "send", "bob", "waiting for bob", "--wait", "--timeout", "1s")
+	if code != 3 || !strings.Contains(out, "Enqueued") || !strings.Contains(errOut, "stays queued") {
+		t.Fatalf("send --wait to an offline recipient: exit %d\n%s\n%s", code, out, errOut)
+	}
+	_, errOut, code = alice.sealpost("", "send", "nobody", "hello?", "--wait")
+	if code != 1 || !strings.Contains(errOut, "unknown_recipient") {
+		t.Fatalf("send --wait to an unknown account: exit %d %q", code, errOut)
+	}
+
 	// bob's phone takes it; alice's history (no run) asks the server.
 	bob := srv.NewDevice(t, "bob", "bob-password")
 	if code, err := bob.Register(600, false); err != nil || code != 200 {
@@ -70,7 +81,7 @@ func TestCommandLineWithoutRun(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "belongs to another account (alice)") || !strings.Contains(errOut, "--force") {
 		t.Fatalf("login as dave on alice's profile: %d %q", code, errOut)
 	}
-	if out, _, _ := alice.sealpost("", "contacts"); !strings.HasPrefix(out, "bob") {
+	if out, _, _ := alice.sealpost("", "contacts"); !strings.Contains(out, "bob ") {
 		t.Fatalf("a refused login changed the profile: %s", out)
 	}
 	if out, errOut, code := login(alice, "dave", "dave-password", "--force"); code != 0 {
