@@ -146,6 +146,10 @@ func (u *UI) start(w http.ResponseWriter, r *http.Request) {
 func (u *UI) conversationPage(w http.ResponseWriter, r *http.Request) {
 	peer := r.PathValue("peer")
 	if err := message.CheckAccount(peer); err != nil {
+		if n := client.NormalizeAccount(peer); n != peer && message.CheckAccount(n) == nil {
+			http.Redirect(w, r, "/c/"+url.PathEscape(n), http.StatusSeeOther)
+			return
+		}
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}

@@ -127,6 +127,25 @@ func tab(t *testing.T) context.Context {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("open a tab: %v", err)
 	}
+	// Every page of the tab keeps its script errors and the Content
+	// Security Policy's refusals; the test fails if the last page has any.
+	const watch = `window.__problems = [];
+window.addEventListener("error", (e) => window.__problems.push("error: " + e.message));
+window.addEventListener("unhandledrejection", (e) => window.__problems.push("unhandled rejection: " + e.reason));
+document.addEventListener("securitypolicyviolation", (e) => window.__problems.push("CSP: " + e.violatedDirective + " " + e.blockedURI));`
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: watch}); err != nil {
+		t.Fatalf("watch the page: %v", err)
+	}
+	t.Cleanup(func() {
+		problems, err := evalE[[]string](ctx, `window.__problems || []`)
+		if err != nil {
+			t.Logf("could not read the page's problems: %v", err)
+			return
+		}
+		if len(problems) > 0 {
+			t.Errorf("the page had problems: %q", problems)
+		}
+	})
 	return ctx
 }
 
