@@ -172,6 +172,7 @@ func messageLeaf(t *testing.T, path string) int64 {
 }
 
 func TestDamagedWALRefusedAndRecovered(t *testing.T) {
+	embeddedStoreOnly(t)
 	bin := sealpostdBinary(t)
 	const n = 300
 	dir := storeWithMessages(t, bin, n, true)
@@ -188,6 +189,7 @@ func TestDamagedWALRefusedAndRecovered(t *testing.T) {
 }
 
 func TestDamagedDatabaseRefusedAndRecovered(t *testing.T) {
+	embeddedStoreOnly(t)
 	bin := sealpostdBinary(t)
 	const n = 400
 	dir := storeWithMessages(t, bin, n, false)
@@ -200,6 +202,7 @@ func TestDamagedDatabaseRefusedAndRecovered(t *testing.T) {
 // TestDamageWhileServingMakesUnready: a page that goes bad under a running
 // server makes /readyz fail at the first read that meets it, logged once.
 func TestDamageWhileServingMakesUnready(t *testing.T) {
+	embeddedStoreOnly(t)
 	bin := sealpostdBinary(t)
 	const n = 400
 	dir := storeWithMessages(t, bin, n, false)

@@ -105,9 +105,7 @@ func countLogs(s *servertest.Server, substr string) int {
 // reserve's space); when space is freed the server recovers by itself,
 // without a restart, and says so once.
 func TestFullDisk(t *testing.T) {
-	if servertest.OnPostgres() {
-		t.Skip("a full data folder is the embedded store's case: on PostgreSQL the store is not on that disk")
-	}
+	embeddedStoreOnly(t)
 	mnt := smallFS(t, 48<<20)
 	s, tok := newPair(t, hourlySweep, servertest.WithOptions(func(o *server.Options) {
 		o.DataDir = filepath.Join(mnt, "data")

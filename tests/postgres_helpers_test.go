@@ -97,3 +97,13 @@ func dataDirArg(args []string) string {
 	}
 	return ""
 }
+
+// embeddedStoreOnly skips a test of the SQLite store's own files (damage,
+// a full data folder) in the PostgreSQL pass (SEALPOST_TEST_STORE=postgres),
+// where the store is not in the data folder; the SQLite pass runs it.
+func embeddedStoreOnly(t *testing.T) {
+	t.Helper()
+	if servertest.OnPostgres() {
+		t.Skip("a test of the embedded SQLite store's files; the store is on PostgreSQL in this pass")
+	}
+}
