@@ -338,10 +338,11 @@ func (c *Comparison) WriteTable(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 		for side, runs := range sc.Runs {
-			var other, cpu []float64
+			var other, cpu, tool []float64
 			for _, r := range runs {
 				other = append(other, r.Other.CPUPercent)
 				cpu = append(cpu, r.Server.CPUPercent)
+				tool = append(tool, r.Tool.CPUPercent)
 				for _, n := range r.Notes {
 					if !strings.HasPrefix(n, "CPU at rest") {
 						fmt.Fprintf(w, "note (%s): %s\n", c.Sides[side], n)
@@ -356,8 +357,8 @@ func (c *Comparison) WriteTable(w io.Writer) {
 				}
 				pace = r.Machine.Pace
 			}
-			fmt.Fprintf(w, "%s: server CPU %s %% of a core (processes: %d); other processes %s %% of a core\n",
-				c.Sides[side], joinFloats(cpu), runs[0].Server.Processes, joinFloats(other))
+			fmt.Fprintf(w, "%s: server CPU %s %% of a core (processes: %d); sealbench %s %%; other processes %s %%\n",
+				c.Sides[side], joinFloats(cpu), runs[0].Server.Processes, joinFloats(tool), joinFloats(other))
 		}
 		if sc.Name == "latency" {
 			for side, runs := range sc.Runs {
