@@ -65,6 +65,7 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // Error codes that are not message-rule codes (those live in package message).
 const (
 	CodeBadRequest       = "bad_request"            // 400: body is not the expected JSON
+	CodeDuplicateKey     = "duplicate_key"          // 400: a JSON object names a key twice
 	CodeUnauthorized     = "unauthorized"           // 401: missing or wrong credentials or token
 	CodeForbidden        = "forbidden"              // 403
 	CodeNotFound         = "not_found"              // 404: no such message (for this sender)

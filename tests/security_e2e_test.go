@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -349,6 +350,32 @@ func TestShortContentLengthKeepsTextOutOfTheLog(t *testing.T) {
 			if strings.Contains(l, part) {
 				t.Errorf("the log holds %q: %s", part, l)
 			}
+		}
+	}
+}
+
+// JSON naming a key twice (in any case) is refused with its own code
+// instead of the last one silently winning.
+func TestDuplicateJSONKeysRefused(t *testing.T) {
+	s, token := newPair(t)
+	s.AddUser(t, "carol", "carol-pw")
+	for _, body := range []string{
+		`{"id":"8d4b1f3e-2c6a-4e1b-9a7d-5f0e3c2b1a90","to":"bob","text":"hi","to":"carol"}`,
+		`{"id":"8d4b1f3e-2c6a-4e1b-9a7d-5f0e3c2b1a91","to":"bob","text":"hi","TO":"carol"}`,
+		`{"id":"8d4b1f3e-2c6a-4e1b-9a7d-5f0e3c2b1a92","to":"bob","text":"hi","\u0054o":"carol"}`,
+	} {
+		req, _ := http.NewRequest("POST", s.HTTPSURL+api.PathMessages, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := s.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var eb api.ErrorBody
+		_ = json.NewDecoder(res.Body).Decode(&eb)
+		res.Body.Close()
+		if res.StatusCode != 400 || eb.Error.Code != api.CodeDuplicateKey {
+			t.Errorf("%s: %d %+v, want 400 %s", body, res.StatusCode, eb.Error, api.CodeDuplicateKey)
 		}
 	}
 }

@@ -380,6 +380,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) (int, string, str
 	if !utf8.Valid(body) {
 		return http.StatusUnprocessableEntity, message.CodeInvalidUTF8, "the request body is not valid UTF-8"
 	}
+	if key, dup := duplicateKey(body); dup {
+		if len(key) > 64 || !utf8.ValidString(key) {
+			key = key[:min(len(key), 64)] + "…"
+		}
+		return http.StatusBadRequest, api.CodeDuplicateKey, fmt.Sprintf("the key %q appears more than once in one object (keys match whatever their case)", key)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

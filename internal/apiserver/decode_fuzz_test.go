@@ -2,11 +2,13 @@ package apiserver
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/sealpost/sealpost/api"
+	"github.com/sealpost/sealpost/message"
 )
 
 // FuzzDecodeSubmit feeds arbitrary bodies to the request decoder: it must
@@ -16,6 +18,7 @@ func FuzzDecodeSubmit(f *testing.F) {
 	for _, s := range []string{
 		`{"id":"123e4567-e89b-12d3-a456-426614174000","to":"bob","text":"hi"}`,
 		`{"id":1}`, `{}`, `[]`, `{"to":"bob"} {}`, "{\"text\":\"\xff\"}", `{"cc":"x"}`, ``, `null`,
+		`{"to":"bob","text":"hi","to":"carol"}`, `{"to":"bob","TO":"carol"}`, `{"a":{"b":1,"b":2}}`, `{"a":[{"b":1},{"b":2}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -24,6 +27,9 @@ func FuzzDecodeSubmit(f *testing.F) {
 		w := httptest.NewRecorder()
 		var req api.SubmitRequest
 		status, code, msg := decodeJSON(w, r, &req)
+		if _, dup := duplicateKey(body); dup && json.Valid(body) && code != api.CodeDuplicateKey && code != message.CodeInvalidUTF8 {
+			t.Fatalf("duplicate key in %q answered %d %q", body, status, code)
+		}
 		if status == 0 {
 			if code != "" || msg != "" {
 				t.Fatalf("accepted with code %q", code)
@@ -37,4 +43,28 @@ func FuzzDecodeSubmit(f *testing.F) {
 			t.Fatalf("unexpected status %d", status)
 		}
 	})
+}
+
+func TestDuplicateKeys(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"to":"bob","text":"hi","to":"carol"}`: "to",
+		`{"to":"bob","TO":"carol"}`:             "TO",
+		`{"to":"bob","\u0054o":"carol"}`:        "To",
+		`{"text":"hi","teXt":"hi"}`:             "teXt",
+		"{\"k\":1,\"\u212a\":2}":                "\u212a", // KELVIN SIGN folds to k, as encoding/json matches it
+		`{"a":{"b":1,"b":2}}`:                   "b",
+		`{"a":[{"b":1},{"b":2}],"c":{"b":3}}`:   "",
+		`{"to":"to","text":"to"}`:               "",
+		`{"a":{"to":1},"to":"bob"}`:             "",
+	} {
+		got, dup := duplicateKey([]byte(body))
+		if dup != (want != "") || got != want {
+			t.Errorf("%s: got %q %v, want %q", body, got, dup, want)
+		}
+	}
+	r := httptest.NewRequest("POST", api.PathMessages, bytes.NewReader([]byte(`{"id":"123e4567-e89b-12d3-a456-426614174000","to":"bob","text":"hi","To":"carol"}`)))
+	var req api.SubmitRequest
+	if status, code, _ := decodeJSON(httptest.NewRecorder(), r, &req); status != 400 || code != api.CodeDuplicateKey {
+		t.Fatalf("duplicate to: %d %q, want 400 %s", status, code, api.CodeDuplicateKey)
+	}
 }
