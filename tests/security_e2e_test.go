@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -376,6 +378,71 @@ func TestDuplicateJSONKeysRefused(t *testing.T) {
 		res.Body.Close()
 		if res.StatusCode != 400 || eb.Error.Code != api.CodeDuplicateKey {
 			t.Errorf("%s: %d %+v, want 400 %s", body, res.StatusCode, eb.Error, api.CodeDuplicateKey)
+		}
+	}
+}
+
+// TLS on both ports: 1.2 with AEAD suites only, or 1.3; a client that
+// offers only CBC suites gets no connection; the SIP port offers no ALPN
+// (no h2), the HTTPS port does.
+func TestTLSSettings(t *testing.T) {
+	s := servertest.Start(t)
+	cbcOnly := s.TLSConfig()
+	cbcOnly.MaxVersion = tls.VersionTLS12
+	cbcOnly.CipherSuites = []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, tls.TLS_RSA_WITH_AES_128_CBC_SHA,
+	}
+	addrs := map[string]string{"HTTPS": strings.TrimPrefix(s.HTTPSURL, "https://"), "SIP": s.SIPAddr}
+	for port, addr := range addrs {
+		if c, err := tls.Dial("tcp", addr, cbcOnly); err == nil {
+			c.Close()
+			t.Errorf("%s: a client offering only CBC suites connected (%s)", port, tls.CipherSuiteName(c.ConnectionState().CipherSuite))
+		}
+		for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+			conf := s.TLSConfig()
+			conf.MinVersion, conf.MaxVersion = v, v
+			conf.NextProtos = []string{"h2", "http/1.1"}
+			c, err := tls.Dial("tcp", addr, conf)
+			if err != nil {
+				t.Errorf("%s: %s refused: %v", port, tls.VersionName(v), err)
+				continue
+			}
+			st := c.ConnectionState()
+			c.Close()
+			if !strings.Contains(tls.CipherSuiteName(st.CipherSuite), "GCM") && !strings.Contains(tls.CipherSuiteName(st.CipherSuite), "CHACHA20") {
+				t.Errorf("%s: %s negotiated %s", port, tls.VersionName(v), tls.CipherSuiteName(st.CipherSuite))
+			}
+			switch {
+			case port == "SIP" && st.NegotiatedProtocol != "":
+				t.Errorf("SIP port negotiated ALPN %q", st.NegotiatedProtocol)
+			case port == "HTTPS" && st.NegotiatedProtocol != "h2":
+				t.Errorf("HTTPS port negotiated ALPN %q, want h2", st.NegotiatedProtocol)
+			}
+		}
+	}
+}
+
+// "Expect: 100-continue" with a body far over the limit gets 413 before
+// any "100 Continue", whether or not the request carries a token.
+func TestOversizedExpectContinueRefusedFirst(t *testing.T) {
+	s, token := newPair(t)
+	for _, auth := range []string{"Authorization: Bearer " + token + "\r\n", ""} {
+		c, err := tls.Dial("tcp", strings.TrimPrefix(s.HTTPSURL, "https://"), s.TLSConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: localhost\r\n%sContent-Type: application/json\r\nContent-Length: 10737418240\r\nExpect: 100-continue\r\n\r\n", api.PathMessages, auth)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		c.Close()
+		if res.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("10 GB with Expect: 100-continue (token %v): first answer %d, want 413", auth != "", res.StatusCode)
 		}
 	}
 }

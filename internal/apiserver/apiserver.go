@@ -123,7 +123,22 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return securityHeaders(mux)
+	return securityHeaders(refuseOversized(mux))
+}
+
+// refuseOversized answers 413 to a request whose declared body is over
+// MaxBodyBytes before anything reads it, so a client waiting on
+// "Expect: 100-continue" gets 413 instead of "100 Continue" (net/http sends
+// that only when a handler first reads the body).
+func refuseOversized(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxBodyBytes {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func securityHeaders(h http.Handler) http.Handler {
@@ -375,7 +390,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) (int, string, str
 		if errors.As(err, &tooBig) {
 			return http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes)
 		}
-		return http.StatusBadRequest, api.CodeBadRequest, "reading the body: " + err.Error()
+		// The error names socket addresses (a read timeout does): say
+		// what happened without it.
+		return http.StatusBadRequest, api.CodeBadRequest, "the body could not be read whole (cut short or too slow)"
 	}
 	if !utf8.Valid(body) {
 		return http.StatusUnprocessableEntity, message.CodeInvalidUTF8, "the request body is not valid UTF-8"

@@ -3,8 +3,10 @@ package apiserver
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/sealpost/sealpost/api"
@@ -66,5 +68,24 @@ func TestDuplicateKeys(t *testing.T) {
 	var req api.SubmitRequest
 	if status, code, _ := decodeJSON(httptest.NewRecorder(), r, &req); status != 400 || code != api.CodeDuplicateKey {
 		t.Fatalf("duplicate to: %d %q, want 400 %s", status, code, api.CodeDuplicateKey)
+	}
+}
+
+// failingBody fails as a read timeout does, naming the sockets.
+type failingBody struct{}
+
+func (failingBody) Read([]byte) (int, error) {
+	return 0, errors.New("read tcp 10.1.2.3:8443->198.51.100.7:50312: i/o timeout")
+}
+
+func TestBodyReadErrorNamesNoAddress(t *testing.T) {
+	r := httptest.NewRequest("POST", api.PathMessages, failingBody{})
+	var req api.SubmitRequest
+	status, code, msg := decodeJSON(httptest.NewRecorder(), r, &req)
+	if status != http.StatusBadRequest || code != api.CodeBadRequest {
+		t.Fatalf("%d %q", status, code)
+	}
+	if strings.Contains(msg, "10.1.2.3") || strings.Contains(msg, "198.51.100.7") || strings.Contains(msg, "tcp") {
+		t.Fatalf("the answer names the sockets: %q", msg)
 	}
 }

@@ -212,7 +212,7 @@ func (s *Server) Start() error {
 		SweepInterval: o.SweepInterval, DrainTimeout: o.DrainTimeout,
 	})
 	sip, err := sipserver.New(sipserver.Options{
-		Domain: o.Domain, TLSConfig: s.tlsConfig, Registrar: s.registrar, Queue: s.queue,
+		Domain: o.Domain, TLSConfig: sipTLSConfig(s.tlsConfig), Registrar: s.registrar, Queue: s.queue,
 		Secrets: s.sipSecrets, Clock: o.Clock, Log: s.log.With("part", "sip"), Metrics: s.metrics,
 		Guard:          guard,
 		DefaultExpires: o.DefaultExpires, MinExpires: o.MinExpires, MaxExpires: o.MaxExpires,
@@ -396,11 +396,7 @@ func (s *Server) loadTLS() error {
 		return err
 	}
 	s.CertFile = certFile
-	s.tlsConfig = &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: s.cert.get, // ReloadCertificate swaps it
-		NextProtos:     []string{"h2", "http/1.1"},
-	}
+	s.tlsConfig = httpsTLSConfig(s.cert.get) // ReloadCertificate swaps what get returns
 	return nil
 }
 
