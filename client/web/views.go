@@ -25,9 +25,12 @@ type page struct {
 	Online   bool
 	MaxChars int
 	MaxBytes int
-	Contacts []contactView
-	Peer     string           // the open conversation
-	Messages []client.Message // its messages, in the core's order
+	// NotifyText: notifications show a received message's text (the
+	// core's notify_text setting), not only who sent it.
+	NotifyText bool
+	Contacts   []contactView
+	Peer       string           // the open conversation
+	Messages   []client.Message // its messages, in the core's order
 	// The start-a-conversation field, when what was typed is refused.
 	StartValue, StartError string
 	Settings               settingsView
@@ -84,6 +87,7 @@ func (u *UI) basePage(ctx context.Context, view, peer string) (page, error) {
 	p := page{
 		View: view, Account: u.core.Account(), Server: u.core.Server(), Online: u.core.Online(),
 		MaxChars: message.MaxChars, MaxBytes: message.MaxBytes, Peer: peer,
+		NotifyText: u.core.Settings().NotifyText,
 	}
 	cs, err := u.contacts(ctx, peer)
 	p.Contacts = cs
@@ -278,7 +282,8 @@ func (u *UI) showSettings(w http.ResponseWriter, r *http.Request, done bool, pro
 	u.render(w, "page", p)
 }
 
-// saveSettings writes validity and "persistent messages" to the profile,
+// saveSettings writes validity, "persistent messages" and whether
+// notifications show the text to the profile,
 // with the core's own checks (Settings.Set).
 func (u *UI) saveSettings(w http.ResponseWriter, r *http.Request) {
 	s, err := client.LoadSettings(u.core.Home())
@@ -287,6 +292,9 @@ func (u *UI) saveSettings(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		err = s.Set("persistent", fmt.Sprint(r.PostFormValue("persistent") == "on"))
+	}
+	if err == nil {
+		err = s.Set("notify_text", fmt.Sprint(r.PostFormValue("notify_text") == "on"))
 	}
 	if err == nil {
 		err = client.SaveSettings(u.core.Home(), s)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/sealpost/sealpost/client"
+
 	"github.com/sealpost/sealpost/internal/server/servertest"
 )
 
@@ -110,7 +112,7 @@ func TestReceiveShowsUnreadAndNotifies(t *testing.T) {
 	srv := servertest.Start(t)
 	alice := newDevice(t, srv, "alice")
 	bob := newDevice(t, srv, "bob")
-	carol := newDevice(t, srv, "carol")
+	carol := newDevice(t, srv, "carol", func(s *client.Settings) { s.NotifyText = false })
 	online(t, alice, bob, carol)
 	if _, err := carol.core.Send(context.Background(), "bob", "an older conversation"); err != nil {
 		t.Fatal(err)
@@ -142,6 +144,22 @@ func TestReceiveShowsUnreadAndNotifies(t *testing.T) {
 		t.Fatalf("notifications %+v", notes)
 	}
 	screenshot(t, ctx, "unread")
+
+	// With notify_text off a notification says who, not what.
+	carolTab := tab(t)
+	grantNotifications(t, carolTab, carol.origin())
+	recordNotifications(t, carolTab)
+	carol.open(carolTab, "/")
+	if s := carol.core.Settings(); s.NotifyText {
+		t.Fatal("carol's device shows texts in notifications")
+	}
+	if _, err := alice.core.Send(context.Background(), "carol", "a private matter"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, carolTab, 30*time.Second, `window.__notes.length > 0`, `document.getElementById("contacts").innerText`)
+	if got := eval[[]note](t, carolTab, `window.__notes.map((n) => ({ Title: n.title, Body: n.body }))`); len(got) != 1 || got[0] != (note{"New message from alice", ""}) {
+		t.Errorf("carol's notifications %+v, want who without the text", got)
+	}
 
 	// A click on the notification opens the conversation.
 	eval[bool](t, ctx, `(window.__notes[0].n.onclick(), true)`)

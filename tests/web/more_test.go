@@ -48,8 +48,9 @@ func TestExpiredTextIsReplaced(t *testing.T) {
 	screenshot(t, b, "received")
 }
 
-// TestSettingsPage: validity and "persistent messages" are saved to the
-// profile with the core's own checks; a wrong value is explained.
+// TestSettingsPage: validity, "persistent messages" and the text in
+// notifications are saved to the profile with the core's own checks; a
+// wrong value is explained.
 func TestSettingsPage(t *testing.T) {
 	srv := servertest.Start(t)
 	alice := newDevice(t, srv, "alice")
@@ -65,14 +66,15 @@ func TestSettingsPage(t *testing.T) {
 	must(t, ctx, "save",
 		chromedp.SetValue(chromedp.ID("validity"), "24h"),
 		chromedp.Click(chromedp.ID("persistent")),
+		chromedp.Click(chromedp.ID("notify_text")),
 		chromedp.Click(chromedp.CSS(`.settings-form button[type="submit"]`)))
 	waitFor(t, ctx, 20*time.Second, `document.querySelector(".settings-form .done")`, `document.body.innerText`)
 	s, err := client.LoadSettings(alice.home)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if time.Duration(s.Validity) != 24*time.Hour || !s.Persistent {
-		t.Errorf("saved validity %s, persistent %v", s.Validity, s.Persistent)
+	if time.Duration(s.Validity) != 24*time.Hour || !s.Persistent || s.NotifyText {
+		t.Errorf("saved validity %s, persistent %v, notify_text %v", s.Validity, s.Persistent, s.NotifyText)
 	}
 	if !eval[bool](t, ctx, `document.getElementById("persistent").checked`) {
 		t.Errorf("the page does not show persistent messages on")

@@ -185,7 +185,7 @@
       else later(refreshConversation);
     }
     if (e.kind === "received") {
-      notify("New message from " + e.peer, textOf(e), e.peer, "sealpost-" + e.peer);
+      notify("New message from " + e.peer, root.dataset.notifyText === "yes" ? textOf(e) : "", e.peer, "sealpost-" + e.peer);
       if (e.peer === peer) markRead();
     }
     if (e.kind === "send_error") {
