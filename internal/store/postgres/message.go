@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sealpost/sealpost/internal/store"
 	"github.com/sealpost/sealpost/message"
@@ -102,8 +103,12 @@ func (s *Store) Reschedule(ctx context.Context, to string, at time.Time) (int, e
 	if !later {
 		return 0, nil
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE messages SET next_attempt = $2
-		WHERE to_acct = $1 AND status = 'enqueued' AND NOT parked AND next_attempt > $2`, to, atN)
+	var tag pgconn.CommandTag
+	err := again(func() (err error) {
+		tag, err = s.pool.Exec(ctx, `UPDATE messages SET next_attempt = $2
+			WHERE to_acct = $1 AND status = 'enqueued' AND NOT parked AND next_attempt > $2`, to, atN)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("postgres store: rescheduling messages for %q: %w", to, err)
 	}
@@ -121,15 +126,23 @@ func (s *Store) RecordAttempts(ctx context.Context, as []store.Attempt) ([]error
 	for i, a := range as {
 		from[i], id[i], attempts[i], next[i], lastErr[i], parked[i] = a.From, a.ID, int64(a.Attempts), encTime(a.Next), a.LastError, a.Parked
 	}
-	rows, _ := s.pool.Query(ctx, `UPDATE messages m
-		SET attempts = a.attempts, next_attempt = a.next, last_error = a.last_error, parked = a.parked
-		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::boolean[])
-			WITH ORDINALITY AS a(from_acct, id, attempts, next, last_error, parked, ord)
-		WHERE m.from_acct = a.from_acct AND m.id = a.id AND m.status = 'enqueued'
-		RETURNING a.ord`, from, id, attempts, next, lastErr, parked)
-	return eachFound(rows, len(as), func(i int) string {
-		return fmt.Sprintf("recording attempt of enqueued message %s from %q", as[i].ID, as[i].From)
+	var errs []error
+	err := again(func() (err error) {
+		rows, _ := s.pool.Query(ctx, `UPDATE messages m
+			SET attempts = a.attempts, next_attempt = a.next, last_error = a.last_error, parked = a.parked
+			FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::boolean[])
+				WITH ORDINALITY AS a(from_acct, id, attempts, next, last_error, parked, ord)
+			WHERE m.from_acct = a.from_acct AND m.id = a.id AND m.status = 'enqueued'
+			RETURNING a.ord`, from, id, attempts, next, lastErr, parked)
+		errs, err = eachFound(rows, len(as), func(i int) string {
+			return fmt.Sprintf("recording attempt of enqueued message %s from %q", as[i].ID, as[i].From)
+		})
+		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return errs, nil
 }
 
 // eachFound turns the 1-based ordinals a statement returned for the rows it

@@ -210,6 +210,19 @@ func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	}
 }
 
+// again runs a write of one statement (its own transaction) and runs it
+// again when PostgreSQL aborted it for a deadlock, as inTx does: such a
+// statement wrote nothing. Updates of the same messages by a delivery run
+// and by the sweep or a registration can meet in opposite orders.
+func again(fn func() error) error {
+	for try := 1; ; try++ {
+		err := fn()
+		if err == nil || !retryable(err) || try == 5 {
+			return err
+		}
+	}
+}
+
 // retryable reports whether err means PostgreSQL rolled the transaction
 // back on its own (deadlock, serialization failure) so it may be run again.
 func retryable(err error) bool {
