@@ -248,7 +248,7 @@ func TestCleanStopResendsNothing(t *testing.T) {
 	bob := s.NewDevice(t, "bob", "bob-pw")
 	mustRegister(t, bob, false)
 	servertest.CheckFor(t, 30*time.Second, func() error {
-		if got := len(bob.Received()); got < n/10 {
+		if got := len(bob.Received()); got < n/30 {
 			return fmt.Errorf("%d received", got)
 		}
 		return nil
