@@ -60,6 +60,12 @@ func TestStoreCopyToPostgres(t *testing.T) {
 		t.Fatalf("second store copy: exit %d, stderr %q; want exit 1 and a refusal", code, errs)
 	}
 
+	// The operator's listing reads the copy.
+	code, out, errs = runCmd(t, "", nil, "--data", s.DataDir, "--store", url, "messages", "list", "--status", "enqueued")
+	if code != 0 || strings.Count(out, " alice ") != 5 || !strings.Contains(out, ids[4]) {
+		t.Fatalf("messages list on the copy: exit %d\n%s%s", code, out, errs)
+	}
+
 	pg := servertest.Start(t, servertest.WithOptions(func(o *server.Options) {
 		o.DataDir = s.DataDir
 		o.StoreURL = url
