@@ -30,7 +30,7 @@ func TestCompareShortRun(t *testing.T) {
 	var out, errOut bytes.Buffer
 	args := []string{"compare", "--spawn", bin, "--pairs", "1",
 		"--recipients", "4", "--senders", "3", "--duration", "500ms", "--rate", "100",
-		"--messages", "60", "--devices", "20", "--settle", "0s", "--timeout", "10s",
+		"--messages", "60", "--devices", "20", "--settle", "0s", "--timeout", "10s", "--kamailio-shm", "64",
 		"--sources", "127.0.0.1-127.0.0.2"}
 	if err := run(context.Background(), args, &out, &errOut); err != nil {
 		t.Fatalf("sealbench compare: %v\n%s", err, errOut.String())

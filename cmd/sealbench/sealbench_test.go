@@ -88,6 +88,10 @@ func TestUsageErrors(t *testing.T) {
 		{"relay", "--spawn", "x", "--sources", "10.0.0.1"},
 		{"relay", "--spawn", "x", "--sources", "127.0.0.9-127.0.0.2"},
 		{"connections", "--spawn", "x", "--steps", "10,5"},
+		{"compare"},
+		{"compare", "--spawn", "x", "--scenarios", "relay,flood"},
+		{"compare", "--spawn", "x", "--pairs", "0"},
+		{"compare", "--spawn", "x", "--kamailio", "/nonexistent/kamailio"},
 	} {
 		var out bytes.Buffer
 		if err := run(context.Background(), args, &out, &out); err == nil {
