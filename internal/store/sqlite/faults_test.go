@@ -414,3 +414,18 @@ func TestWALBoundedAcrossShortLives(t *testing.T) {
 		t.Fatalf("%d messages pending after %d lives (%v); want %d", c, lives, err, lives*300)
 	}
 }
+
+// TestWALTruncatedWhenIdle: once the writer has been idle for a tick, the
+// checkpointer copies the WAL into the database file and truncates it, with
+// no write count reached.
+func TestWALTruncatedWhenIdle(t *testing.T) {
+	s, path := openTemp(t, Options{CheckpointTick: 20 * time.Millisecond, ReserveBytes: -1})
+	submitN(t, s, 0, 50)
+	checkFor(t, "the WAL to be truncated after the writes stop", func() bool {
+		fi, err := os.Stat(path + "-wal")
+		return err == nil && fi.Size() == 0
+	})
+	if c, err := s.CountPending(context.Background()); err != nil || c != 50 {
+		t.Fatalf("%d pending after the idle checkpoint (%v); want 50", c, err)
+	}
+}
