@@ -100,3 +100,37 @@ func TestMessagesListRefusesAnUnknownStatus(t *testing.T) {
 		t.Fatalf("a known status: exit %d %q %q", code, out, errs)
 	}
 }
+
+func TestShortPasswordsAreRefused(t *testing.T) {
+	data := t.TempDir()
+	code, _, errs := runCmd(t, "x\n", nil, "--data", data, "user", "add", "alice", "--password-stdin")
+	if code != 1 || !strings.Contains(errs, "the password has 1 characters; it needs at least 12 (--min-password-length)") {
+		t.Fatalf("x: exit %d %q", code, errs)
+	}
+	// Characters, not bytes: eleven of them in 22 bytes are still too few.
+	if code, _, errs = runCmd(t, "ééééééééééé\n", nil, "--data", data, "user", "add", "alice", "--password-stdin"); code != 1 {
+		t.Fatalf("11 characters: exit %d %q", code, errs)
+	}
+	if code, _, errs = runCmd(t, "twelve-chars\n", nil, "--data", data, "user", "add", "alice", "--password-stdin"); code != 0 {
+		t.Fatalf("12 characters: exit %d %q", code, errs)
+	}
+	if code, _, errs = runCmd(t, "short\n", map[string]string{"SEALPOST_MIN_PASSWORD_LENGTH": "4"}, "--data", data, "user", "passwd", "alice", "--password-stdin"); code != 0 {
+		t.Fatalf("the setting lowered: exit %d %q", code, errs)
+	}
+}
+
+func TestLogFormat(t *testing.T) {
+	var b strings.Builder
+	log, err := newLogger(&b, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("message accepted", "id", "5f0c", "from", "alice")
+	if got := b.String(); !strings.HasPrefix(got, "{") || !strings.Contains(got, `"msg":"message accepted"`) || !strings.Contains(got, `"id":"5f0c"`) {
+		t.Fatalf("json line: %q", got)
+	}
+	code, _, errs := runCmd(t, "", nil, "--data", t.TempDir(), "--log-format", "xml", "user", "list")
+	if code != 2 || !strings.Contains(errs, `--log-format "xml": use text or json`) {
+		t.Fatalf("xml: exit %d %q", code, errs)
+	}
+}

@@ -35,6 +35,9 @@ type config struct {
 	TokenTTL      time.Duration
 	FlowTimer     time.Duration
 	LogLevel      string
+	LogFormat     string
+	// MinPasswordLength is checked by user add and user passwd.
+	MinPasswordLength int
 }
 
 type setting struct {
@@ -61,6 +64,8 @@ func (c *config) settings() []setting {
 		{"key-period", "span of expiry times that share one data key (shredded together)", func(fs *flag.FlagSet) { fs.DurationVar(&c.KeyPeriod, "key-period", time.Hour, "") }},
 		{"token-ttl", "lifetime of an API bearer token", func(fs *flag.FlagSet) { fs.DurationVar(&c.TokenTTL, "token-ttl", 30*24*time.Hour, "") }},
 		{"flow-timer", "keepalive interval asked of phones that use RFC 5626 outbound (baresip)", func(fs *flag.FlagSet) { fs.DurationVar(&c.FlowTimer, "flow-timer", 60*time.Second, "") }},
+		{"min-password-length", "user add and user passwd refuse a shorter password (characters)", func(fs *flag.FlagSet) { fs.IntVar(&c.MinPasswordLength, "min-password-length", 12, "") }},
+		{"log-format", "text (key=value lines) or json (one object per line, for journald, Loki, Elasticsearch)", func(fs *flag.FlagSet) { fs.StringVar(&c.LogFormat, "log-format", "text", "") }},
 		{"log-level", "debug, info, warn or error", func(fs *flag.FlagSet) { fs.StringVar(&c.LogLevel, "log-level", "info", "") }},
 	}
 }

@@ -70,7 +70,7 @@ func (a *app) prepare(_ *cli.Command, fs *flag.FlagSet) error {
 	if err := a.cfg.applyEnvAndFile(fs, a.configFile, a.getenv); err != nil {
 		return err
 	}
-	log, err := newLogger(a.stderr, a.cfg.LogLevel)
+	log, err := newLogger(a.stderr, a.cfg.LogLevel, a.cfg.LogFormat)
 	if err != nil {
 		return err
 	}
@@ -78,12 +78,21 @@ func (a *app) prepare(_ *cli.Command, fs *flag.FlagSet) error {
 	return nil
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger returns the logger of --log-level and --log-format. Lines name
+// ids and accounts, never a message's text, a password or a token.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
 }
 
 // options returns the server options of the settings.

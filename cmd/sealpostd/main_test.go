@@ -174,7 +174,7 @@ func runCmd(t *testing.T, stdin string, env map[string]string, args ...string) (
 
 func TestUserCommands(t *testing.T) {
 	data := t.TempDir() + "/d"
-	code, out, errs := runCmd(t, "s3cret\n", nil, "user", "add", "alice", "--data", data, "--password-stdin")
+	code, out, errs := runCmd(t, "alice-s3cret-pw\n", nil, "user", "add", "alice", "--data", data, "--password-stdin")
 	if code != 0 || !strings.Contains(out, "created account alice (sip:alice@localhost)") || strings.Contains(out, "s3cret") {
 		t.Fatalf("add: %d %q %q", code, out, errs)
 	}
@@ -182,10 +182,10 @@ func TestUserCommands(t *testing.T) {
 	if code != 0 || !regexp.MustCompile(`password: [A-Za-z0-9]{20}\n`).MatchString(out) {
 		t.Fatalf("add with generated password: %d %q", code, out)
 	}
-	if code, _, errs = runCmd(t, "x\n", nil, "--data", data, "user", "add", "alice", "--password-stdin"); code != 1 || !strings.Contains(errs, `account "alice" already exists`) {
+	if code, _, errs = runCmd(t, "another-password\n", nil, "--data", data, "user", "add", "alice", "--password-stdin"); code != 1 || !strings.Contains(errs, `account "alice" already exists`) {
 		t.Fatalf("duplicate: %d %q", code, errs)
 	}
-	if code, _, errs = runCmd(t, "x\n", nil, "--data", data, "user", "add", "Bad Name", "--password-stdin"); code != 1 || !strings.Contains(errs, "invalid account name") {
+	if code, _, errs = runCmd(t, "another-password\n", nil, "--data", data, "user", "add", "Bad Name", "--password-stdin"); code != 1 || !strings.Contains(errs, "invalid account name") {
 		t.Fatalf("bad name: %d %q", code, errs)
 	}
 	if code, _, errs = runCmd(t, "", nil, "--data", data, "user", "add", "carol", "--password-stdin"); code != 1 || !strings.Contains(errs, "no password") {
@@ -195,10 +195,10 @@ func TestUserCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "alice  sip:alice@localhost") || !strings.Contains(out, "bob") {
 		t.Fatalf("list: %d %q", code, out)
 	}
-	if code, out, _ = runCmd(t, "new\n", nil, "--data", data, "user", "passwd", "alice", "--password-stdin"); code != 0 || !strings.Contains(out, "tokens are revoked") {
+	if code, out, _ = runCmd(t, "a-new-password\n", nil, "--data", data, "user", "passwd", "alice", "--password-stdin"); code != 0 || !strings.Contains(out, "tokens are revoked") {
 		t.Fatalf("passwd: %d %q", code, out)
 	}
-	if code, _, errs = runCmd(t, "new\n", nil, "--data", data, "user", "passwd", "nobody", "--password-stdin"); code != 1 || !strings.Contains(errs, "no such account") {
+	if code, _, errs = runCmd(t, "a-new-password\n", nil, "--data", data, "user", "passwd", "nobody", "--password-stdin"); code != 1 || !strings.Contains(errs, "no such account") {
 		t.Fatalf("passwd unknown: %d %q", code, errs)
 	}
 	if code, _, _ = runCmd(t, "", nil, "--data", data, "user", "del", "bob"); code != 0 {

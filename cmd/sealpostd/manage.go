@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sealpost/sealpost/internal/auth"
 	"github.com/sealpost/sealpost/internal/cli"
@@ -45,6 +47,10 @@ func (a *app) password() (pw string, generated bool, err error) {
 	if pw == "" {
 		return "", false, fmt.Errorf("--password-stdin: standard input held no password")
 	}
+	if n := utf8.RuneCountInString(pw); n < a.cfg.MinPasswordLength {
+		return "", false, fmt.Errorf("the password has %d characters; it needs at least %d (--min-password-length). "+
+			"Leave out --password-stdin for a generated one", n, a.cfg.MinPasswordLength)
+	}
 	return pw, false, nil
 }
 
@@ -79,12 +85,26 @@ func (a *app) setPassword(name string, create bool) error {
 	})
 }
 
+// userDel deletes the account in the store, then tells the server running
+// on the data folder (through its control socket), which disconnects the
+// account's device.
 func (a *app) userDel(args []string) error {
 	return a.withServer(func(ctx context.Context, srv *server.Server) error {
 		if err := srv.DeleteUser(ctx, args[0]); err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stdout, "deleted account %s\n", args[0])
+		fmt.Fprintf(a.stdout, "deleted account %s with its tokens and messages\n", args[0])
+		online, err := srv.DisconnectDeleted(ctx, args[0])
+		switch {
+		case errors.Is(err, server.ErrNotRunning):
+			fmt.Fprintln(a.stdout, "no server is running on this data folder: no device to disconnect")
+		case err != nil:
+			return fmt.Errorf("the account is deleted, but its device may stay connected until its registration expires: %w", err)
+		case online:
+			fmt.Fprintln(a.stdout, "its registered device is disconnected")
+		default:
+			fmt.Fprintln(a.stdout, "no device of it was registered")
+		}
 		return nil
 	})
 }
@@ -95,12 +115,36 @@ func (a *app) userList([]string) error {
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tADDRESS\tCREATED")
-		for _, u := range users {
-			fmt.Fprintf(tw, "%s\tsip:%s@%s\t%s\n", u.Name, u.Name, srv.Domain(), u.CreatedAt.UTC().Format(time.RFC3339))
+		devices, since, err := srv.Devices()
+		running := err == nil
+		if err != nil && !errors.Is(err, server.ErrNotRunning) {
+			return err
 		}
-		return tw.Flush()
+		byName := map[string]server.Device{}
+		for _, d := range devices {
+			byName[d.Account] = d
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tADDRESS\tCREATED\tLAST REGISTERED\tONLINE")
+		for _, u := range users {
+			last, online := "-", "no"
+			if d, ok := byName[u.Name]; ok {
+				last = d.LastRegistered.UTC().Format(time.RFC3339)
+				if d.Online {
+					online = "yes"
+				}
+			}
+			fmt.Fprintf(tw, "%s\tsip:%s@%s\t%s\t%s\t%s\n", u.Name, u.Name, srv.Domain(), u.CreatedAt.UTC().Format(time.RFC3339), last, online)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if running {
+			fmt.Fprintf(a.stdout, "(registrations since the server started, %s)\n", since.UTC().Format(time.RFC3339))
+		} else {
+			fmt.Fprintln(a.stdout, "(no server is running on this data folder: nobody is online)")
+		}
+		return nil
 	})
 }
 

@@ -104,7 +104,7 @@ func TestUserCommandsOnPostgres(t *testing.T) {
 	data := t.TempDir() + "/d"
 	url := pgtest.NewDatabase(t)
 	env := map[string]string{"SEALPOST_STORE": url}
-	if code, out, errs := runCmd(t, "s3cret\n", env, "--data", data, "user", "add", "alice", "--password-stdin"); code != 0 || !strings.Contains(out, "created account alice") {
+	if code, out, errs := runCmd(t, "alice-s3cret-pw\n", env, "--data", data, "user", "add", "alice", "--password-stdin"); code != 0 || !strings.Contains(out, "created account alice") {
 		t.Fatalf("add: %d %q %q", code, out, errs)
 	}
 	if code, out, _ := runCmd(t, "", nil, "--data", data, "--store", url, "user", "list"); code != 0 || !strings.Contains(out, "alice  sip:alice@localhost") {

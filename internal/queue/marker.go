@@ -110,6 +110,7 @@ func (q *Queue) delivered(ms []store.Message) error {
 		if errs[i] != nil { // ErrNotFound: delivered or expired meanwhile
 			continue
 		}
+		q.o.Log.Info("message delivered", "id", m.ID, "from", m.From, "to", m.To)
 		if q.o.Metrics != nil {
 			q.o.Metrics.Delivered.Inc()
 			q.o.Metrics.DeliveryLatency.Observe(at.Sub(m.SubmittedAt).Seconds())

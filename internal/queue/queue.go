@@ -402,6 +402,8 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 	handed := stored
 	stored.Sealed = nil
 	if created {
+		// Ids and accounts only: the text never reaches a log.
+		q.o.Log.Info("message accepted", "id", stored.ID, "from", stored.From, "to", stored.To, "via", s.Via)
 		if q.o.Metrics != nil {
 			q.o.Metrics.Accepted.WithLabelValues(s.Via).Inc()
 		}

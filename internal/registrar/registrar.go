@@ -45,6 +45,11 @@ type Registrar struct {
 	// answered any more, so the delivery queue ends what it has in flight
 	// there at once instead of waiting for transaction timeouts.
 	OnDisconnect func(account, source string)
+	// OnOffline, if set, is called (outside the lock) whenever a binding
+	// ends without a new one of the account taking its place, with why:
+	// "unregistered", "connection closed", "registration expired" or
+	// "account deleted".
+	OnOffline func(b Binding, reason string)
 
 	mu       sync.Mutex
 	bindings map[string]*entry // by account; guarded by mu
@@ -105,6 +110,7 @@ func (r *Registrar) Unregister(account, source string) {
 	n := len(r.bindings)
 	r.mu.Unlock()
 	r.changed(n)
+	r.offline(e.Binding, "unregistered")
 }
 
 // ConnectionClosed removes every binding on the connection from source.
@@ -121,6 +127,30 @@ func (r *Registrar) ConnectionClosed(source string) {
 	r.changed(n)
 	if r.OnDisconnect != nil {
 		r.OnDisconnect(e.Account, source)
+	}
+	r.offline(e.Binding, "connection closed")
+}
+
+// Remove ends the account's binding, whatever its connection (the account
+// was deleted), and returns it.
+func (r *Registrar) Remove(account string) (Binding, bool) {
+	r.mu.Lock()
+	e := r.bindings[account]
+	if e == nil {
+		r.mu.Unlock()
+		return Binding{}, false
+	}
+	r.removeLocked(e)
+	n := len(r.bindings)
+	r.mu.Unlock()
+	r.changed(n)
+	r.offline(e.Binding, "account deleted")
+	return e.Binding, true
+}
+
+func (r *Registrar) offline(b Binding, reason string) {
+	if r.OnOffline != nil {
+		r.OnOffline(b, reason)
 	}
 }
 
@@ -162,6 +192,7 @@ func (r *Registrar) expire(e *entry) {
 	n := len(r.bindings)
 	r.mu.Unlock()
 	r.changed(n)
+	r.offline(e.Binding, "registration expired")
 }
 
 // removeLocked drops e from both indexes and stops its expiry timer.

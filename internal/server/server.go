@@ -117,6 +117,8 @@ type Server struct {
 	cert      *certificate // served through tlsConfig.GetCertificate
 	trimmer   *trimmer
 	firstUse  bool // New created the data folder's domain record
+	presence  presence  // last registration of each account since Start
+	since     time.Time // when Start ran
 	// CertFile is the certificate served (self-signed or given).
 	CertFile string
 
@@ -223,7 +225,11 @@ func (s *Server) Start() error {
 	}
 	s.sip = sip
 	s.queue.SetSender(sip)
-	s.registrar.OnOnline = s.queue.Online
+	s.registrar.OnOnline = func(account string) {
+		s.presence.registered(account, o.Clock.Now())
+		s.queue.Online(account)
+	}
+	s.registrar.OnOffline = s.logOffline
 	s.registrar.OnDisconnect = s.queue.Disconnected
 	s.metrics.Observe(s.pendingGauge, func() float64 { return float64(s.registrar.Len()) })
 	s.api = apiserver.New(apiserver.Options{
@@ -266,6 +272,11 @@ func (s *Server) Start() error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.since = o.Clock.Now()
+	if err := s.startControl(); err != nil {
+		s.closeListeners()
+		return err
 	}
 	s.mu.Lock()
 	s.httpsAddr, s.sipAddr = httpsL.Addr().String(), sipL.Addr().String()

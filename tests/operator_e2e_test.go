@@ -1,0 +1,127 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/internal/server"
+	"github.com/sealpost/sealpost/internal/server/servertest"
+)
+
+// TestUserDelDisconnectsTheRegisteredDevice: `sealpostd user del` runs in
+// another process than the server; it deletes the account in the store
+// and tells the running server through the data folder's control socket,
+// which ends the device's registration (it is no longer counted), closes
+// its connection and logs it. Asked before the deletion, the server
+// refuses.
+func TestUserDelDisconnectsTheRegisteredDevice(t *testing.T) {
+	s := servertest.Start(t)
+	s.AddUser(t, "eve", "eve-password-12")
+	s.AddUser(t, "bob", "bob-password-12")
+	eve := s.NewDevice(t, "eve", "eve-password-12")
+	mustRegister(t, eve, false)
+	bob := s.NewDevice(t, "bob", "bob-password-12")
+	mustRegister(t, bob, false)
+	if _, online := s.Registrar().Lookup("eve"); !online {
+		t.Fatal("eve not online")
+	}
+
+	// What the user del command opens: the same data folder, not started.
+	cli, err := server.New(server.Options{DataDir: s.DataDir, StoreURL: s.StoreURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	devices, _, err := cli.Devices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devices) != 2 || devices[1].Account != "eve" || !devices[1].Online || devices[1].LastRegistered.IsZero() {
+		t.Fatalf("devices before: %+v", devices)
+	}
+	if _, err := cli.DisconnectDeleted(ctx, "eve"); err == nil || !strings.Contains(err.Error(), "still exists") {
+		t.Fatalf("disconnecting an existing account: %v", err)
+	}
+	if err := cli.DeleteUser(ctx, "eve"); err != nil {
+		t.Fatal(err)
+	}
+	online, err := cli.DisconnectDeleted(ctx, "eve")
+	if err != nil || !online {
+		t.Fatalf("disconnect: online %v, %v", online, err)
+	}
+	if _, still := s.Registrar().Lookup("eve"); still || s.Registrar().Len() != 1 {
+		t.Fatalf("eve still registered (%d bindings)", s.Registrar().Len())
+	}
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		for _, l := range s.Logs() {
+			if strings.Contains(l, "device offline") && strings.Contains(l, "account=eve") && strings.Contains(l, `reason="account deleted"`) {
+				return nil
+			}
+		}
+		return errors.New("no device offline line for eve")
+	})
+	// The device cannot come back: its account is gone.
+	if code, _ := eve.Register(600, false); code < 400 {
+		t.Fatalf("eve registered again after user del: %d", code)
+	}
+	// Bob is untouched.
+	if _, online := s.Registrar().Lookup("bob"); !online {
+		t.Fatal("bob went offline")
+	}
+	devices, _, err = cli.Devices()
+	if err != nil || len(devices) != 1 || devices[0].Account != "bob" {
+		t.Fatalf("devices after: %+v %v", devices, err)
+	}
+
+	// With no server running, there is no one to tell.
+	s.Stop(t)
+	if _, err := cli.DisconnectDeleted(ctx, "bob"); !errors.Is(err, server.ErrNotRunning) {
+		t.Fatalf("no server: %v", err)
+	}
+}
+
+// TestLogLinesNameIdsNeverText: a message's life is in the log as
+// structured info lines (accepted, delivered; device online and offline),
+// by id and accounts, and its text is in no line.
+func TestLogLinesNameIdsNeverText(t *testing.T) {
+	s := servertest.Start(t)
+	s.AddUser(t, "alice", "alice-password")
+	s.AddUser(t, "bob", "bob-password")
+	bob := s.NewDevice(t, "bob", "bob-password")
+	mustRegister(t, bob, false)
+	token := s.Token(t, "alice", "alice-password")
+	const id, text = "0b8e4f0e-8a57-4d0c-9a57-0c7f3b1e2d11", "a text that must never be logged"
+	if code, _, _ := submit(t, s, token, id, "bob", text); code != 202 {
+		t.Fatalf("submit: %d", code)
+	}
+	waitStatus(t, s, token, id, "delivered")
+	if code, _ := bob.Register(0, false); code != 200 {
+		t.Fatalf("unregister: %d", code)
+	}
+	want := []string{
+		`msg="message accepted" part=queue id=` + id + ` from=alice to=bob`,
+		`msg="message delivered" part=queue id=` + id + ` from=alice to=bob`,
+		`msg="device registered" part=sip account=bob`,
+		`msg="device offline" account=bob`,
+	}
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		logs := strings.Join(s.Logs(), "\n")
+		for _, w := range want {
+			if !strings.Contains(logs, w) {
+				return errors.New("no line with " + w)
+			}
+		}
+		return nil
+	})
+	for _, l := range s.Logs() {
+		if strings.Contains(l, "never be logged") {
+			t.Fatalf("the text reached the log: %s", l)
+		}
+	}
+}
