@@ -17,7 +17,7 @@ import (
 func TestMessagesListShowsParked(t *testing.T) {
 	data := t.TempDir()
 	for _, name := range []string{"alice", "bob"} {
-		if code, _, errs := runCmd(t, "pw\n", nil, "--data", data, "user", "add", name, "--password-stdin"); code != 0 {
+		if code, _, errs := runCmd(t, "a-long-password\n", nil, "--data", data, "user", "add", name, "--password-stdin"); code != 0 {
 			t.Fatalf("user add %s: %d %q", name, code, errs)
 		}
 	}

@@ -116,7 +116,7 @@ type Server struct {
 	tlsConfig *tls.Config
 	cert      *certificate // served through tlsConfig.GetCertificate
 	trimmer   *trimmer
-	firstUse  bool // New created the data folder's domain record
+	firstUse  bool      // New created the data folder's domain record
 	presence  presence  // last registration of each account since Start
 	since     time.Time // when Start ran
 	// CertFile is the certificate served (self-signed or given).
