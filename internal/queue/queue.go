@@ -32,9 +32,14 @@
 // What lives only in memory is tied to the device's registration, which
 // itself lives only in memory (the registrar), and Online resets it: the
 // wait after a failure (a cache of the NextAttempt just stored), and,
-// after Retries failed passes in a row, the account parked until the next
-// registration, so a device that is registered but unreachable cannot use
-// up every message's budget one after another.
+// after Retries+1 failed passes in a row, the account parked until the
+// next registration, so a device that is registered but unreachable cannot
+// use up every message's budget one after another. (A message parked after
+// the device refused it does not count: the device is alive, and the next
+// message goes out at once.)
+//
+// A connection that closes under a pass (Disconnected) ends it at once:
+// what was on the wire failed, and the first of it is charged.
 //
 // Roaming: a registration on another connection abandons the pass under
 // way on the old one at once. Its messages count as not delivered and not
