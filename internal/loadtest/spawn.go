@@ -49,7 +49,8 @@ func NewPassword() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// Spawned is a sealpostd started by the tool on a fresh data folder.
+// Spawned is a server started by the tool in a fresh folder: a sealpostd
+// (Spawn) or a Kamailio (Kamailio.Spawn).
 type Spawned struct {
 	Target
 	Dir string
