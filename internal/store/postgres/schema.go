@@ -91,6 +91,27 @@ CREATE TABLE data_keys (
 	wrapped bytea NOT NULL
 );
 `,
+	// 2: several nodes (cluster.go): which node holds each account's
+	// device (bindings) and which node may deliver to it (leases).
+	`
+-- Epochs are drawn from one sequence, so a later registration, on any
+-- node, always has a larger epoch than every earlier one.
+CREATE SEQUENCE binding_epoch;
+CREATE TABLE bindings (
+	account    text PRIMARY KEY,
+	node       text NOT NULL,
+	epoch      bigint NOT NULL,
+	expires_at bigint NOT NULL
+);
+CREATE INDEX bindings_node ON bindings (node);
+CREATE TABLE leases (
+	account text PRIMARY KEY,
+	holder  text NOT NULL,
+	epoch   bigint NOT NULL,
+	until   bigint NOT NULL
+);
+CREATE INDEX leases_holder ON leases (holder);
+`,
 }
 
 // SchemaVersion is the schema version this build writes.
