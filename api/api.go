@@ -73,7 +73,7 @@ const (
 	CodeBodyTooLarge     = "body_too_large"         // 413
 	CodeMailboxFull      = "recipient_mailbox_full" // 429: recipient has too many pending messages
 	CodeRateLimited      = "rate_limited"           // 429
-	CodeStoreUnavailable = "store_unavailable"      // 503: nothing was accepted
+	CodeStoreUnavailable = "store_unavailable"      // 503: the write was not confirmed; retry with the same id
 	CodeMethodNotAllowed = "method_not_allowed"     // 405
 	// CodeUnsupportedMediaType: 415, the body is not application/json.
 	CodeUnsupportedMediaType = "unsupported_media_type"

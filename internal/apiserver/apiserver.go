@@ -372,7 +372,7 @@ func (a *API) storeFailed(w http.ResponseWriter, what string, err error) {
 	}
 	a.o.Log.Error("store unavailable", "while", what, "err", err)
 	w.Header().Set("Retry-After", "5")
-	writeError(w, http.StatusServiceUnavailable, api.CodeStoreUnavailable, "the message store is unavailable; nothing was accepted, try again")
+	writeError(w, http.StatusServiceUnavailable, api.CodeStoreUnavailable, "the message store is unavailable and did not confirm the write; send it again with the same id (a retry never makes a duplicate)")
 }
 
 // decodeJSON reads a JSON body of at most MaxBodyBytes into v. It returns a
