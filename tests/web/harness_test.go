@@ -271,21 +271,44 @@ type device struct {
 	conns *trackedListener
 }
 
-// trackedListener remembers the connections it accepted.
+// trackedListener remembers the connections it accepted, and can play a
+// network that is down.
 type trackedListener struct {
 	net.Listener
 	mu    sync.Mutex
 	conns map[net.Conn]bool // guarded by mu
+	down  bool              // guarded by mu
 }
 
 func (l *trackedListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return c, err
+		}
 		l.mu.Lock()
-		l.conns[c] = true
+		down := l.down
+		if !down {
+			l.conns[c] = true
+		}
 		l.mu.Unlock()
+		if !down {
+			return c, nil
+		}
+		c.Close() // the network is down: nothing gets through
 	}
-	return c, err
+}
+
+// setDown cuts every connection and refuses new ones until
+// setDown(false).
+func (l *trackedListener) setDown(down bool) int {
+	l.mu.Lock()
+	l.down = down
+	l.mu.Unlock()
+	if down {
+		return l.cut()
+	}
+	return 0
 }
 
 // cut closes every connection accepted so far, as a network that fails

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/sealpost/sealpost/client"
@@ -94,19 +93,9 @@ func TestPageRecoversAfterLosingTheStream(t *testing.T) {
 	alice.open(ctx, "/c/bob")
 	waitFor(t, ctx, 20*time.Second, `document.querySelector("#conn.on")`, `document.getElementById("conn").textContent`)
 
-	offline := func(off bool) {
-		t.Helper()
-		if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := chromedp.Call(ctx, network.OverrideNetworkState, network.OverrideNetworkStateParams{Offline: off, DownloadThroughput: -1, UploadThroughput: -1}); err != nil {
-			t.Fatalf("network offline=%v: %v", off, err)
-		}
-	}
-	// The network fails: the browser can open no connection, and the one
-	// it had (the event stream) is cut.
-	offline(true)
-	if n := alice.conns.cut(); n == 0 {
+	// The network fails: the connection the page had (the event stream)
+	// is cut, and no new one gets through.
+	if n := alice.conns.setDown(true); n == 0 {
 		t.Fatal("no connection to cut")
 	}
 	waitFor(t, ctx, 30*time.Second, `document.querySelector("#conn.lost")`, `document.getElementById("conn").textContent`)
@@ -121,7 +110,7 @@ func TestPageRecoversAfterLosingTheStream(t *testing.T) {
 		return nil
 	})
 	screenshot(t, ctx, "lost")
-	offline(false)
+	alice.conns.setDown(false)
 	waitFor(t, ctx, 60*time.Second, `document.querySelector("#conn.on") && document.querySelector("li.msg.in")?.textContent.includes("sent while your page was away")`,
 		`document.getElementById("conn").textContent + " | " + document.getElementById("messages").innerText`)
 	screenshot(t, ctx, "back")
