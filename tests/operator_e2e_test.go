@@ -3,6 +3,9 @@ package tests
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +126,75 @@ func TestLogLinesNameIdsNeverText(t *testing.T) {
 		if strings.Contains(l, "never be logged") {
 			t.Fatalf("the text reached the log: %s", l)
 		}
+	}
+}
+
+// TestBackupRestoreKeepsTheMessages: a backup taken while the server runs
+// (as `sealpostd backup FILE` does, from another Server on the folder),
+// restored into a new data folder with the master key and the domain
+// record beside it, starts a server that delivers the waiting messages.
+func TestBackupRestoreKeepsTheMessages(t *testing.T) {
+	if servertest.OnPostgres() {
+		t.Skip("backup copies the embedded SQLite store")
+	}
+	s := servertest.Start(t)
+	s.AddUser(t, "alice", "alice-password")
+	s.AddUser(t, "bob", "bob-password")
+	token := s.Token(t, "alice", "alice-password")
+	ids := []string{"1d9a7c52-0e4b-4bde-9a57-3c1f2e4d5a01", "1d9a7c52-0e4b-4bde-9a57-3c1f2e4d5a02"}
+	for i, id := range ids {
+		if code, _, _ := submit(t, s, token, id, "bob", fmt.Sprintf("kept %d", i)); code != 202 {
+			t.Fatalf("submit: %d", code)
+		}
+	}
+	cli, err := server.New(server.Options{DataDir: s.DataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "sealpost-backup.db")
+	if err := cli.Backup(context.Background(), backup); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.Backup(context.Background(), backup); err == nil {
+		t.Fatal("an existing backup was overwritten")
+	}
+	cli.Close()
+	if st, err := os.Stat(backup); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file: %v %v", st, err)
+	}
+	// A message after the backup is not in it.
+	if code, _, _ := submit(t, s, token, "1d9a7c52-0e4b-4bde-9a57-3c1f2e4d5a03", "bob", "too late"); code != 202 {
+		t.Fatalf("submit: %d", code)
+	}
+	s.Stop(t)
+
+	// Restore, as README says: the backup as DATA/sealpost.db, the master
+	// key and domain record from their own backup.
+	restored := filepath.Join(t.TempDir(), "restored")
+	if err := os.Mkdir(restored, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, backup, filepath.Join(restored, "sealpost.db"))
+	copyFile(t, filepath.Join(s.DataDir, "master.key"), filepath.Join(restored, "master.key"))
+	copyFile(t, filepath.Join(s.DataDir, server.DomainFile), filepath.Join(restored, server.DomainFile))
+	r := servertest.Start(t, servertest.WithOptions(func(o *server.Options) { o.DataDir = restored }))
+	bob := r.NewDevice(t, "bob", "bob-password")
+	mustRegister(t, bob, false)
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		if got := strings.Join(bob.Texts(), ","); got != "kept 0,kept 1" {
+			return fmt.Errorf("bob got %q", got)
+		}
+		return nil
+	})
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -31,13 +31,13 @@ func (a *app) commands() []cli.Command {
 		},
 		{
 			Name: "user del", Args: "NAME", NArgs: 1,
-			Help:    "delete an account and its waiting messages",
+			Help:    "delete an account with its tokens and messages; a running server disconnects its device",
 			Example: "sealpostd user del alice",
 			Run:     a.userDel,
 		},
 		{
 			Name: "user list", NArgs: 0,
-			Help:    "list the accounts with their SIP addresses",
+			Help:    "list the accounts: SIP address, last registration, online",
 			Example: "sealpostd user list",
 			Run:     a.userList,
 		},
@@ -46,6 +46,12 @@ func (a *app) commands() []cli.Command {
 			Help:    "every message's fate, newest first, never its text (enqueued,parked: its retries are used up; it waits for expiry and a failure report to its sender)",
 			Example: "sealpostd messages list --account alice --status enqueued",
 			Flags:   a.messagesFlags, Run: a.messagesList,
+		},
+		{
+			Name: "backup", Args: "FILE", NArgs: 1,
+			Help:    "write a consistent copy of the embedded store to FILE, while the server runs (the master key is not in it: back it up apart)",
+			Example: "sealpostd --data /var/lib/sealpostd backup /var/backups/sealpost-$(date +%F).db",
+			Run:     a.backup,
 		},
 		{
 			Name: "domain set", Args: "NAME", NArgs: 1,

@@ -116,9 +116,11 @@ type Server struct {
 	tlsConfig *tls.Config
 	cert      *certificate // served through tlsConfig.GetCertificate
 	trimmer   *trimmer
-	firstUse  bool      // New created the data folder's domain record
-	presence  presence  // last registration of each account since Start
-	since     time.Time // when Start ran
+	firstUse  bool     // New created the data folder's domain record
+	presence  presence // last registration of each account since Start
+	// sqlitePath is the embedded store's database file ("" on PostgreSQL).
+	sqlitePath string
+	since      time.Time // when Start ran
 	// CertFile is the certificate served (self-signed or given).
 	CertFile string
 
@@ -179,6 +181,7 @@ func New(o Options) (*Server, error) {
 			return nil, err
 		}
 		s.store = st
+		s.sqlitePath = path
 	case IsPostgresURL(o.StoreURL):
 		st, err := s.openPostgres(o.StoreURL)
 		if err != nil {
