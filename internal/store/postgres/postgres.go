@@ -11,8 +11,9 @@
 // batches gather while others commit. Per-recipient order holds across
 // committers and nodes because a submitting transaction takes the
 // recipient's mailbox lock before it draws the messages' seqs. Delivered
-// marks and attempts come in batches from the queue and are one statement
-// each (unnest arrays). Reads go to the pool.
+// marks and attempts come in batches from the queue and are written a
+// batch at a time (unnest arrays: an attempt batch is one statement, a
+// mark batch one transaction of two). Reads go to the pool.
 //
 // Expiry: sealed text is kept in a partition per key period beside the
 // status rows (datakey.go). ExpireDue turns due messages to expired and
