@@ -378,7 +378,7 @@ var _ = store.ErrNotFound
 // longer than one life's writes, because Open checkpoints and truncates it.
 func TestWALBoundedAcrossShortLives(t *testing.T) {
 	if dir := os.Getenv("SEALPOST_SHORT_LIFE"); dir != "" {
-		s, err := Open(filepath.Join(dir, "sealpost.db"), Options{CheckpointTick: time.Hour, ReserveBytes: -1})
+		s, err := Open(filepath.Join(dir, "sealpost.db"), Options{StartCheck: true, CheckpointTick: time.Hour, ReserveBytes: -1})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -82,10 +82,13 @@ type Options struct {
 	OnWriteFailure func()
 	OnReadFailure  func()
 
-	// StartCheck runs the integrity check (integrity.go) before opening,
-	// and refuses a damaged store with an error wrapping ErrDamaged. The
-	// server sets it when it serves; commands that run beside a serving
-	// server do not, since the server checked at its start.
+	// StartCheck is for the process that serves from the store: it runs
+	// the integrity check (integrity.go) before opening and refuses a
+	// damaged store with an error wrapping ErrDamaged, then starts from a
+	// truncated WAL, probes a write and makes the disk reserve. Commands
+	// that run beside a serving server leave it off: the server checked
+	// at its start, and a TRUNCATE checkpoint from a second process would
+	// hold up the server's writer.
 	StartCheck bool
 	// ReserveBytes is the size of the disk reserve (reserve.go). 0 means
 	// 8 MiB; negative means none.
@@ -191,7 +194,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	// A start on a full disk: give the reserve back first, so that SQLite
 	// has room to open the WAL and the start checkpoint room to run.
-	if s.reserve.size > 0 && s.reserve.needRoom() {
+	if opts.StartCheck && s.reserve.size > 0 && s.reserve.needRoom() {
 		if released, err := s.reserve.release(); err != nil {
 			s.log.Warn("the disk is nearly full and the reserve could not be released", "err", err)
 		} else if released {
@@ -208,11 +211,8 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := s.openWriter(); err != nil {
 		return nil, err
 	}
-	// Start from an empty WAL: a process that ended without closing the
-	// store (kill -9, power loss) left its WAL behind, and short lives that
-	// each stay under the checkpoint thresholds would otherwise pile up.
-	if err := s.truncateWAL(s.w.conn); err != nil {
-		s.log.Warn("WAL checkpoint at start failed; serving on, the checkpointer tries again", "err", err)
+	if opts.StartCheck {
+		s.startHousekeeping()
 	}
 	if err := s.openReaders(); err != nil {
 		s.w.close()
@@ -228,23 +228,6 @@ func Open(path string, opts Options) (*Store, error) {
 			s.rs.close()
 			s.rdb.Close()
 			return nil, fmt.Errorf("sqlite store: making %s 0600: %w", abs+suffix, err)
-		}
-	}
-	// Find out now whether writes work, so that a start on a full disk is
-	// not ready and takes no submission before its first write fails.
-	// A disk with less room than the reserve and as much again counts as
-	// full, as it does for the recovery of a running server (diskfull.go).
-	if err := s.w.probe(); writeFailure(err) {
-		s.health.writeFailed(unavailable(err))
-	} else if err != nil {
-		s.log.Warn("write probe at start failed", "err", err)
-	} else if s.reserve.size > 0 && !s.reserve.roomToRecover() {
-		free, _ := freeBytes(s.path)
-		s.health.writeFailed(fmt.Errorf("%w: the disk is full: %d bytes free, less than the %d the store keeps in reserve and as much again", ErrUnavailable, free, s.reserve.size))
-	}
-	if !s.health.writesFailing() {
-		if err := s.reserve.ensure(); err != nil {
-			s.log.Warn("no disk reserve: a full disk will be harder to recover from without a restart", "err", err)
 		}
 	}
 	if err := s.startCheckpointer(); err != nil {
@@ -401,3 +384,31 @@ func (s *Store) Checkpoint(ctx context.Context) error {
 }
 
 var _ store.Store = (*Store)(nil)
+
+// startHousekeeping is what the serving process does once the store is
+// open, before anything else writes (Options.StartCheck).
+func (s *Store) startHousekeeping() {
+	// Start from an empty WAL: a process that ended without closing the
+	// store (kill -9, power loss) left its WAL behind, and short lives that
+	// each stay under the checkpoint thresholds would otherwise pile up.
+	if err := s.truncateWAL(s.w.conn); err != nil {
+		s.log.Warn("WAL checkpoint at start failed; serving on, the checkpointer tries again", "err", err)
+	}
+	// Find out now whether writes work, so that a start on a full disk is
+	// not ready and takes no submission before its first write fails.
+	// A disk with less room than the reserve and as much again counts as
+	// full, as it does for the recovery of a running server (diskfull.go).
+	if err := s.w.probe(); writeFailure(err) {
+		s.health.writeFailed(unavailable(err))
+	} else if err != nil {
+		s.log.Warn("write probe at start failed", "err", err)
+	} else if s.reserve.size > 0 && !s.reserve.roomToRecover() {
+		free, _ := freeBytes(s.path)
+		s.health.writeFailed(fmt.Errorf("%w: the disk is full: %d bytes free, less than the %d the store keeps in reserve and as much again", ErrUnavailable, free, s.reserve.size))
+	}
+	if !s.health.writesFailing() {
+		if err := s.reserve.ensure(); err != nil {
+			s.log.Warn("no disk reserve: a full disk will be harder to recover from without a restart", "err", err)
+		}
+	}
+}
