@@ -22,8 +22,12 @@
 // back as it was (release). When a try fails, the message that failed
 // first on the wire is the one charged: the others in flight with it
 // failed because of it (a device that drops its connection on one message
-// fails everything behind it). A message that has used up its budget of
-// 1+Retries attempts, across registrations and restarts, is parked: never
+// fails everything behind it). What it is charged: a try the device
+// refused always counts; one that got no answer (timeout, connection lost)
+// counts once per registration, so a device out of reach but still
+// registered does not use up the message's budget by itself (see
+// recordFailure). A message that has used up its budget of 1+Retries
+// attempts, across registrations and restarts, is parked: never
 // listed again, it waits for the sweep to expire it and report the failure
 // to its sender, and the messages behind it go out. A registration makes
 // the account's unparked messages due at once (store.Reschedule): the
@@ -249,6 +253,10 @@ type run struct {
 	// registered; wait for its next registration.
 	parked bool
 	failed int // failed passes in a row since the device registered
+	// unanswered holds the messages charged for a try that got no answer
+	// (timeout, connection lost) since the device registered: such a try
+	// counts against a message's budget once per registration.
+	unanswered map[store.Key]bool
 	// retryAt caches the NextAttempt stored for the message whose
 	// failure ended the last pass: no pass before it, so nothing
 	// overtakes that message while it waits.
@@ -487,7 +495,7 @@ func (q *Queue) Online(account string) {
 		r = &run{}
 		q.runs[account] = r
 	}
-	r.parked, r.failed, r.retryAt = false, 0, time.Time{}
+	r.parked, r.failed, r.retryAt, r.unanswered = false, 0, time.Time{}, nil
 	r.registered = true
 	if r.timer != nil {
 		r.timer.Stop()
@@ -566,7 +574,7 @@ func (q *Queue) deliver(account string) {
 				r.timer.Stop()
 			}
 			r.timer = q.o.Clock.AfterFunc(wait, func() { q.Kick(account) })
-		case r.failed == 0 && r.timer == nil && !r.registered:
+		case r.failed == 0 && r.timer == nil && !r.registered && len(r.unanswered) == 0:
 			// Nothing left to remember about this account.
 			delete(q.runs, account)
 		}

@@ -40,15 +40,22 @@ type charged struct {
 
 // recordFailure logs and counts the failure that ended a pass and stores
 // the message's schedule: its next attempt RetryInterval after the pass
-// began, its error, and, when it was tried and that was the last attempt
-// of its budget, parked. A message that never went on the wire keeps its
-// attempt count (it was not tried).
-func (q *Queue) recordFailure(f result, now time.Time) charged {
+// began, its error, its attempt count, and, when that was the last attempt
+// of its budget, parked.
+//
+// What a failure costs the budget: a try the device refused (it answered,
+// with an error) always counts. A try that got no answer (a timeout, the
+// connection dropped) counts once per registration of the device: a phone
+// that drops its connection on one message registers again and is charged
+// again, but a phone that went into a tunnel, still registered, is not
+// charged for every retry until it is back. A message that never went on
+// the wire keeps its count (it was not tried).
+func (q *Queue) recordFailure(account string, f result, now time.Time) charged {
 	m := f.it.m
 	reason := failureReason(f.err)
 	c := charged{next: now.Add(q.o.RetryInterval), rejected: reason == "rejected"}
 	attempts := f.it.before.Attempts
-	if f.sent {
+	if f.sent && (c.rejected || q.firstUnansweredSinceRegistration(account, f.it.before.Key)) {
 		attempts = f.it.attempt
 		c.parked = attempts >= q.budget()
 	}
@@ -65,6 +72,23 @@ func (q *Queue) recordFailure(f result, now time.Time) charged {
 			"id", m.ID, "from", m.From, "to", m.To, "attempts", attempts, "reason", reason)
 	}
 	return c
+}
+
+// firstUnansweredSinceRegistration reports whether the message has not
+// been charged for an unanswered try since the device last registered, and
+// notes that it now is.
+func (q *Queue) firstUnansweredSinceRegistration(account string, k store.Key) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	r := q.runs[account]
+	if r.unanswered == nil {
+		r.unanswered = map[store.Key]bool{}
+	}
+	if r.unanswered[k] {
+		return false
+	}
+	r.unanswered[k] = true
+	return true
 }
 
 // release puts back the bookkeeping of messages whose attempt was recorded

@@ -470,3 +470,66 @@ func TestStopIsBounded(t *testing.T) {
 		return nil
 	})
 }
+
+// timeoutError is a failure a Sender names "timeout".
+type timeoutError struct{}
+
+func (timeoutError) Error() string  { return "no answer" }
+func (timeoutError) Reason() string { return "timeout" }
+
+// silentSender is a device out of reach while still registered: every
+// MESSAGE goes on the wire and gets no answer.
+type silentSender struct{ fakeSender }
+
+func (s *silentSender) StartMessage(_ context.Context, _ registrar.Binding, d Delivery) (func() error, error) {
+	s.mu.Lock()
+	s.attempts = append(s.attempts, d.Text)
+	s.mu.Unlock()
+	return func() error { return timeoutError{} }, nil
+}
+
+// A device out of reach while still registered (a phone in a tunnel) gets
+// its retries, but its message is charged one attempt for the whole
+// registration, not one per retry: being unreachable does not use up a
+// message's budget. Each registration that ends the same way costs one.
+func TestUnansweredTriesCountOncePerRegistration(t *testing.T) {
+	f := newFixture(t)
+	ss := &silentSender{}
+	f.restart(t, func(o *Options) { o.Sender = ss; o.SweepInterval = 100 * time.Hour })
+	f.sender = &ss.fakeSender
+	id := f.submit(t, "into the tunnel")
+	for registration := 1; registration <= 2; registration++ {
+		f.goOnline("bob", false)
+		start := f.triesOf("into the tunnel")
+		for retry := 0; retry <= f.q.o.Retries; retry++ {
+			checkFor(t, func() error {
+				if n := f.triesOf("into the tunnel"); n != start+retry+1 {
+					return fmt.Errorf("registration %d: %d tries, want %d", registration, n, start+retry+1)
+				}
+				if f.q.Busy("bob") {
+					return errors.New("run going")
+				}
+				return nil
+			})
+			if retry < f.q.o.Retries {
+				checkFor(t, func() error {
+					if !f.clock.HasTimerAt(f.clock.Now().Add(30 * time.Second)) {
+						return errors.New("retry not scheduled")
+					}
+					return nil
+				})
+				f.clock.Advance(30 * time.Second)
+			}
+		}
+		// Retries+1 failed passes: the account waits for the next
+		// registration; the message was charged once.
+		f.clock.Advance(time.Hour)
+		f.idle(t)
+		if n := f.triesOf("into the tunnel"); n != registration*(1+f.q.o.Retries) {
+			t.Fatalf("registration %d: %d tries, want %d", registration, n, registration*(1+f.q.o.Retries))
+		}
+		if m := f.message(t, id); m.Attempts != registration || m.Parked || m.LastError == "" {
+			t.Fatalf("after registration %d out of reach: %+v, want %d attempts charged, not parked", registration, m, registration)
+		}
+	}
+}

@@ -108,7 +108,7 @@ func (q *Queue) pass(account string) time.Duration {
 	case abandoned:
 		return 0
 	case culprit != nil:
-		return q.failed(account, q.recordFailure(*culprit, now))
+		return q.failed(account, q.recordFailure(account, *culprit, now))
 	case end.storeFailed || end.markErr != nil:
 		return q.o.RetryInterval
 	case q.isDraining():
