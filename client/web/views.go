@@ -62,7 +62,6 @@ func parseTemplates() (*template.Template, error) {
 		"iso":           func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 		"ms":            func(t time.Time) int64 { return t.UnixMilli() },
 		"hhmm":          func(t time.Time) string { return t.Local().Format("15:04") },
-		"day":           func(t time.Time) string { return t.Local().Format("Monday 2 January 2006") },
 	}
 	t, err := template.New("").Funcs(funcs).ParseFS(files, "templates/*.html")
 	if err != nil {
@@ -186,6 +185,10 @@ func (u *UI) contactsFragment(w http.ResponseWriter, r *http.Request) {
 // the page asks for that itself when the user can see it.
 func (u *UI) conversationFragment(w http.ResponseWriter, r *http.Request) {
 	peer := r.PathValue("peer")
+	if err := message.CheckAccount(peer); err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
 	msgs, err := u.core.Conversation(r.Context(), peer)
 	if err != nil {
 		u.fail(w, r, err)

@@ -80,7 +80,6 @@ func New(core *client.Core, o Options) (*UI, error) {
 	u.srv = &http.Server{
 		Handler:           newGuard(u.routes(), port, u.token),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          nil,
 	}
 	return u, nil
 }
