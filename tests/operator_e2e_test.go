@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/api"
 	"github.com/sealpost/sealpost/internal/server"
 	"github.com/sealpost/sealpost/internal/server/servertest"
 )
@@ -18,7 +19,8 @@ import (
 // another process than the server; it deletes the account in the store
 // and tells the running server through the data folder's control socket,
 // which ends the device's registration (it is no longer counted), closes
-// its connection and logs it. Asked before the deletion, the server
+// its connection and logs it. A message waiting for the account fails
+// with a report to its sender. Asked before the deletion, the server
 // refuses.
 func TestUserDelDisconnectsTheRegisteredDevice(t *testing.T) {
 	s := servertest.Start(t)
@@ -27,10 +29,22 @@ func TestUserDelDisconnectsTheRegisteredDevice(t *testing.T) {
 	eve := s.NewDevice(t, "eve", "eve-password-12")
 	mustRegister(t, eve, false)
 	bob := s.NewDevice(t, "bob", "bob-password-12")
-	mustRegister(t, bob, false)
+	mustRegister(t, bob, true) // with delivery reports
 	if _, online := s.Registrar().Lookup("eve"); !online {
 		t.Fatal("eve not online")
 	}
+	// A message waiting for eve: her device refuses it for now.
+	eve.AnswerNext(500, 500, 500, 500, 500, 500, 500, 500)
+	const waiting = "2c4f1e0a-7b3d-4e5f-8a9b-0c1d2e3f4a5b"
+	if code, _, _ := submit(t, s, s.Token(t, "bob", "bob-password-12"), waiting, "eve", "for eve"); code != 202 {
+		t.Fatalf("submit: %d", code)
+	}
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		if m, err := s.Store().Message(context.Background(), "bob", waiting); err != nil || m.Attempts == 0 {
+			return fmt.Errorf("not attempted yet: %+v %v", m, err)
+		}
+		return nil
+	})
 
 	// What the user del command opens: the same data folder, not started.
 	cli, err := server.New(server.Options{DataDir: s.DataDir, StoreURL: s.StoreURL})
@@ -48,13 +62,14 @@ func TestUserDelDisconnectsTheRegisteredDevice(t *testing.T) {
 	if len(devices) != 2 || devices[1].Account != "eve" || !devices[1].Online || devices[1].LastRegistered.IsZero() {
 		t.Fatalf("devices before: %+v", devices)
 	}
-	if _, err := cli.DisconnectDeleted(ctx, "eve"); err == nil || !strings.Contains(err.Error(), "still exists") {
+	if _, err := cli.DisconnectDeleted(ctx, "eve", nil); err == nil || !strings.Contains(err.Error(), "still exists") {
 		t.Fatalf("disconnecting an existing account: %v", err)
 	}
-	if err := cli.DeleteUser(ctx, "eve"); err != nil {
-		t.Fatal(err)
+	failed, err := cli.DeleteUser(ctx, "eve")
+	if err != nil || len(failed) != 1 || failed[0].ID != waiting || failed[0].From != "bob" {
+		t.Fatalf("DeleteUser: failed %v, %v", failed, err)
 	}
-	online, err := cli.DisconnectDeleted(ctx, "eve")
+	online, err := cli.DisconnectDeleted(ctx, "eve", failed)
 	if err != nil || !online {
 		t.Fatalf("disconnect: online %v, %v", online, err)
 	}
@@ -69,14 +84,24 @@ func TestUserDelDisconnectsTheRegisteredDevice(t *testing.T) {
 		}
 		return errors.New("no device offline line for eve")
 	})
-	// The device cannot come back: its account is gone.
-	if code, _ := eve.Register(600, false); code < 400 {
+	// The device cannot come back: its connection is closed (an error) or,
+	// on a new one, its account is gone (401/403).
+	if code, _ := eve.Register(600, false); code >= 200 && code < 300 {
 		t.Fatalf("eve registered again after user del: %d", code)
 	}
-	// Bob is untouched.
+	// Bob is untouched, and his device gets the failure report of the
+	// message that waited for eve.
 	if _, online := s.Registrar().Lookup("bob"); !online {
 		t.Fatal("bob went offline")
 	}
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		for _, r := range bob.Reports() {
+			if r.MessageID == waiting && r.Status == api.IMDNFailed {
+				return nil
+			}
+		}
+		return fmt.Errorf("bob's reports: %+v", bob.Reports())
+	})
 	devices, _, err = cli.Devices()
 	if err != nil || len(devices) != 1 || devices[0].Account != "bob" {
 		t.Fatalf("devices after: %+v %v", devices, err)
@@ -84,7 +109,7 @@ func TestUserDelDisconnectsTheRegisteredDevice(t *testing.T) {
 
 	// With no server running, there is no one to tell.
 	s.Stop(t)
-	if _, err := cli.DisconnectDeleted(ctx, "bob"); !errors.Is(err, server.ErrNotRunning) {
+	if _, err := cli.DisconnectDeleted(ctx, "bob", nil); !errors.Is(err, server.ErrNotRunning) {
 		t.Fatalf("no server: %v", err)
 	}
 }

@@ -90,11 +90,12 @@ func (a *app) setPassword(name string, create bool) error {
 // account's device.
 func (a *app) userDel(args []string) error {
 	return a.withServer(func(ctx context.Context, srv *server.Server) error {
-		if err := srv.DeleteUser(ctx, args[0]); err != nil {
+		failed, err := srv.DeleteUser(ctx, args[0])
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stdout, "deleted account %s with its tokens and messages\n", args[0])
-		online, err := srv.DisconnectDeleted(ctx, args[0])
+		fmt.Fprintf(a.stdout, "deleted account %s with its tokens and messages; %d waiting message(s) failed, with a failure report to each sender\n", args[0], len(failed))
+		online, err := srv.DisconnectDeleted(ctx, args[0], failed)
 		switch {
 		case errors.Is(err, server.ErrNotRunning):
 			fmt.Fprintln(a.stdout, "no server is running on this data folder: no device to disconnect")

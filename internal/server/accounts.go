@@ -47,14 +47,31 @@ func (s *Server) SetPassword(ctx context.Context, name, password string) error {
 	return err
 }
 
-// DeleteUser removes an account with its tokens and waiting messages.
-func (s *Server) DeleteUser(ctx context.Context, name string) error {
+// DeleteUser removes an account with its tokens and messages. The
+// messages waiting for it fail first, each with a failure report to its
+// sender (logged by id and accounts); it returns their keys, so that the
+// running server can send the reports to senders who are online
+// (DisconnectDeleted).
+func (s *Server) DeleteUser(ctx context.Context, name string) ([]store.Key, error) {
+	if _, err := s.store.Account(ctx, name); errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %q", ErrNoAccount, name)
+	}
+	var failed []store.Key
+	if f, ok := s.store.(store.MailboxFailer); ok {
+		var err error
+		if failed, err = f.FailMailbox(ctx, name, s.o.Clock.Now()); err != nil {
+			return nil, err
+		}
+		for _, k := range failed {
+			s.log.Info("message failed: its recipient was deleted", "id", k.ID, "from", k.From, "to", name)
+		}
+	}
 	err := s.store.DeleteAccount(ctx, name)
 	s.forget(name)
 	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("%w: %q", ErrNoAccount, name)
+		return failed, fmt.Errorf("%w: %q", ErrNoAccount, name)
 	}
-	return err
+	return failed, err
 }
 
 // Users lists the accounts.

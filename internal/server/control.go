@@ -33,8 +33,9 @@ var ErrNotRunning = errors.New("no server is running on this data folder")
 // controlRequest and controlResponse are one exchange on the socket: one
 // JSON object each way, then the connection closes.
 type controlRequest struct {
-	Op      string `json:"op"` // "disconnect" or "devices"
-	Account string `json:"account,omitempty"`
+	Op      string   `json:"op"` // "disconnect" or "devices"
+	Account string   `json:"account,omitempty"`
+	Senders []string `json:"senders,omitempty"` // disconnect: accounts with a new failure report
 }
 
 type controlResponse struct {
@@ -126,7 +127,7 @@ func (s *Server) serveControl(c net.Conn) {
 		defer cancel()
 		switch req.Op {
 		case "disconnect":
-			res.Disconnected, err = s.disconnectDeleted(ctx, req.Account)
+			res.Disconnected, err = s.disconnectDeleted(ctx, req.Account, req.Senders)
 		case "devices":
 			res.Devices = s.devices()
 		default:
@@ -141,12 +142,16 @@ func (s *Server) serveControl(c net.Conn) {
 
 // disconnectDeleted ends the registration of an account that is no longer
 // in the store and closes its device's connection; it drops what the
-// server caches about the account.
-func (s *Server) disconnectDeleted(ctx context.Context, account string) (bool, error) {
+// server caches about the account, and starts the delivery of the failure
+// reports its deletion queued for senders.
+func (s *Server) disconnectDeleted(ctx context.Context, account string, senders []string) (bool, error) {
 	if _, err := s.store.Account(ctx, account); err == nil {
 		return false, fmt.Errorf("account %q still exists; only a deleted account is disconnected", account)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return false, err
+	}
+	for _, sender := range senders {
+		s.queue.Kick(sender)
 	}
 	s.forget(account)
 	s.presence.forget(account)
@@ -214,11 +219,19 @@ func (s *Server) askRunning(req controlRequest) (controlResponse, error) {
 // one, if started, else the one in another process) that account was
 // deleted: its device is disconnected. It reports whether a device was
 // online; ErrNotRunning if no server runs.
-func (s *Server) DisconnectDeleted(ctx context.Context, account string) (bool, error) {
-	if s.registrar != nil {
-		return s.disconnectDeleted(ctx, account)
+func (s *Server) DisconnectDeleted(ctx context.Context, account string, failed []store.Key) (bool, error) {
+	seen := map[string]bool{}
+	var senders []string
+	for _, k := range failed {
+		if !seen[k.From] {
+			seen[k.From] = true
+			senders = append(senders, k.From)
+		}
 	}
-	res, err := s.askRunning(controlRequest{Op: "disconnect", Account: account})
+	if s.registrar != nil {
+		return s.disconnectDeleted(ctx, account, senders)
+	}
+	res, err := s.askRunning(controlRequest{Op: "disconnect", Account: account, Senders: senders})
 	return res.Disconnected, err
 }
 

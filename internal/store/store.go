@@ -148,6 +148,17 @@ type Report struct {
 	ExpiresAt time.Time // reports wait as long as messages do
 }
 
+// MailboxFailer is implemented by every backend (the conformance suite
+// checks it). The operator's `user del` calls it before DeleteAccount.
+type MailboxFailer interface {
+	// FailMailbox marks every enqueued message to the account from
+	// another account expired, deletes its sealed text and queues an
+	// Expired report for its sender (At = at, kept as long as the message
+	// would have been), in one transaction, and returns their keys in
+	// submission order.
+	FailMailbox(ctx context.Context, to string, at time.Time) ([]Key, error)
+}
+
 // MessageFilter selects messages for the operator's listing.
 type MessageFilter struct {
 	Account string         // From or To equals it; empty for all
@@ -185,7 +196,9 @@ type Accounts interface {
 	// Accounts lists all accounts ordered by name.
 	Accounts(ctx context.Context) ([]Account, error)
 	// DeleteAccount removes the account, its tokens and its pending
-	// messages and reports (to and from it); ErrNotFound if absent.
+	// messages and reports (to and from it); ErrNotFound if absent. It
+	// keeps the Expired reports about messages to it that other accounts
+	// sent (FailMailbox queues them): they belong to their senders.
 	DeleteAccount(ctx context.Context, name string) error
 	// SetPassword replaces the password hash and SIP secrets and revokes
 	// every token of the account; ErrNotFound if absent.

@@ -70,7 +70,9 @@ func (s *Store) DeleteAccount(ctx context.Context, name string) error {
 				RETURNING key_period, seq, status)
 			DELETE FROM sealed_texts t USING gone
 				WHERE gone.status = 'enqueued' AND t.key_period = gone.key_period AND t.seq = gone.seq`,
-			"DELETE FROM reports WHERE to_acct = $1 OR recipient = $1",
+			// Expired reports to other senders about messages to it
+			// (FailMailbox) stay: they are the senders'.
+			"DELETE FROM reports WHERE to_acct = $1 OR (recipient = $1 AND status <> 'expired')",
 		} {
 			if _, err := tx.Exec(ctx, q, name); err != nil {
 				return fmt.Errorf("postgres store: %s: %w", what, err)

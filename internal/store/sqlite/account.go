@@ -92,7 +92,9 @@ func (s *Store) DeleteAccount(ctx context.Context, name string) error {
 			// Trigger mailbox_deleted counts pending ones out of their
 			// recipients' mailboxes; the account's own goes after.
 			"DELETE FROM messages WHERE from_acct = ?1 OR to_acct = ?1",
-			"DELETE FROM reports WHERE to_acct = ?1 OR recipient = ?1",
+			// Expired reports to other senders about messages to it
+			// (FailMailbox) stay: they are the senders'.
+			"DELETE FROM reports WHERE to_acct = ?1 OR (recipient = ?1 AND status <> 'expired')",
 			"DELETE FROM mailboxes WHERE account = ?1",
 		} {
 			if _, err := c.ExecContext(bg, q, name); err != nil {

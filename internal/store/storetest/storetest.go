@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"Accounts", testAccounts},
 		{"DeleteAccountRemovesItsData", testDeleteAccount},
+		{"FailMailboxReportsToTheSenders", testFailMailbox},
 		{"SetPasswordRevokesTokens", testSetPassword},
 		{"Tokens", testTokens},
 		{"SubmitStoresEveryField", testSubmit},
@@ -335,6 +336,51 @@ func testDeleteAccount(t *testing.T, s store.Store) {
 	addAccount(t, s, "bob")
 	if _, err := s.TokenByHash(ctx, tok.Hash, t0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the old bob's token works for the new bob: %v", err)
+	}
+}
+
+// testFailMailbox: before the operator deletes an account, its waiting
+// messages fail with an Expired report to each sender, which the deletion
+// keeps; its own messages and reports go.
+func testFailMailbox(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	f, ok := s.(store.MailboxFailer)
+	if !ok {
+		t.Fatalf("%T does not implement store.MailboxFailer", s)
+	}
+	addAccounts(t, s, "alice", "bob", "carol")
+	fromAlice := submit(t, s, msg("alice", "bob", 1, 0), 0)
+	fromCarol := submit(t, s, msg("carol", "bob", 2, time.Second), 0)
+	fromBob := submit(t, s, msg("bob", "alice", 3, 2*time.Second), 0)
+	at := t0.Add(time.Hour)
+	failed, err := f.FailMailbox(ctx, "bob", at)
+	if err != nil {
+		t.Fatalf("FailMailbox: %v", err)
+	}
+	want := []store.Key{{From: "alice", ID: fromAlice.ID}, {From: "carol", ID: fromCarol.ID}}
+	if !slices.Equal(failed, want) {
+		t.Fatalf("FailMailbox = %v, want %v", failed, want)
+	}
+	if got := pendingIDs(t, s, "bob", 0); len(got) != 0 {
+		t.Errorf("Pending(bob) after FailMailbox = %v", got)
+	}
+	if err := s.DeleteAccount(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sender := range []struct {
+		name string
+		m    store.Message
+	}{{"alice", fromAlice}, {"carol", fromCarol}} {
+		rs := reports(t, s, sender.name)
+		if len(rs) != 1 || rs[0].MessageID != sender.m.ID || rs[0].Recipient != "bob" || rs[0].Status != message.Expired ||
+			!rs[0].At.Equal(at) || !rs[0].ExpiresAt.Equal(at.Add(lifetime)) {
+			t.Errorf("%s's reports after deleting bob: %+v", sender.name, rs)
+		}
+	}
+	_, err = s.Message(ctx, "bob", fromBob.ID)
+	wantErr(t, "bob's own message after DeleteAccount", err, store.ErrNotFound)
+	if got := pendingIDs(t, s, "alice", 0); len(got) != 0 {
+		t.Errorf("Pending(alice) = %v, want none (bob's message went with him)", got)
 	}
 }
 
