@@ -185,7 +185,10 @@ func TestDamagedWALRefusedAndRecovered(t *testing.T) {
 	frames := (int64(len(b)) - 32) / frameSize
 	flip(t, wal, 32+(frames/2)*frameSize+24+100)
 	refusesToStart(t, bin, dir, "write-ahead log")
-	recoverAndServe(t, bin, dir, 1, n-1)
+	// Recover steps over the damaged frame and applies the later ones:
+	// more than half of the messages come back (SQLite alone would keep
+	// those before the damaged frame, about half).
+	recoverAndServe(t, bin, dir, n/2+1, n)
 }
 
 func TestDamagedDatabaseRefusedAndRecovered(t *testing.T) {

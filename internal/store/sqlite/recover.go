@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -47,7 +48,19 @@ func Recover(src, dst string) (RecoverResult, error) {
 	if err := fresh.Close(); err != nil {
 		return res, fmt.Errorf("sqlite store: creating %s: %w", dst, err)
 	}
-	in, err := sql.Open("sqlite", readOnlyDSN(src))
+	// With a WAL, read a copy with its intact frames applied instead of
+	// letting SQLite stop at the first damaged one.
+	readFrom := src
+	merged, applied, damaged, err := mergeWAL(src, filepath.Dir(dst))
+	if err != nil {
+		return res, err
+	}
+	if merged != "" {
+		defer os.Remove(merged)
+		readFrom = merged
+		res.WALFrames, res.WALDamaged = applied, damaged
+	}
+	in, err := sql.Open("sqlite", readOnlyDSN(readFrom))
 	if err != nil {
 		return res, fmt.Errorf("sqlite store: opening %s: %w", src, err)
 	}
@@ -111,6 +124,9 @@ type RecoverResult struct {
 	Tables   []TableResult
 	Messages int // messages salvaged
 	Enqueued int // of which still waiting for delivery
+	// WALFrames frames of the write-ahead log were applied; WALDamaged
+	// damaged ones were stepped over.
+	WALFrames, WALDamaged int
 }
 
 // TableResult is one table's salvage.
@@ -125,6 +141,9 @@ func (r RecoverResult) String() string {
 	var b strings.Builder
 	if len(r.Damage) > 0 {
 		fmt.Fprintf(&b, "damage found: %s\n", strings.Join(r.Damage, "; "))
+	}
+	if r.WALDamaged > 0 {
+		fmt.Fprintf(&b, "write-ahead log: %d intact frames applied, %d damaged frame(s) stepped over\n", r.WALFrames, r.WALDamaged)
 	}
 	for _, t := range r.Tables {
 		fmt.Fprintf(&b, "  %-12s %d rows", t.Name, t.Rows)
