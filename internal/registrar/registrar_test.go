@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -69,5 +70,37 @@ func TestBindingLifeCycle(t *testing.T) {
 	}
 	if clk.Pending() != 0 {
 		t.Fatalf("%d timers left behind", clk.Pending())
+	}
+}
+
+// TestOfflineSaysWhy: every end of a binding is reported once to
+// OnOffline with its reason; a replacement by the same account is not an
+// end.
+func TestOfflineSaysWhy(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	r := New(clk)
+	var got []string
+	r.OnOffline = func(b Binding, reason string) { got = append(got, b.Account+": "+reason) }
+
+	r.Register(Binding{Account: "a", Source: "s1"}, time.Minute)
+	r.Register(Binding{Account: "a", Source: "s2"}, time.Minute) // replaced: still online
+	r.Unregister("a", "s2")
+	r.Register(Binding{Account: "b", Source: "s3"}, time.Minute)
+	r.ConnectionClosed("s3")
+	r.Register(Binding{Account: "c", Source: "s4"}, time.Minute)
+	clk.Advance(time.Minute)
+	r.Register(Binding{Account: "d", Source: "s5"}, time.Minute)
+	if b, ok := r.Remove("d"); !ok || b.Source != "s5" {
+		t.Fatalf("Remove: %+v %v", b, ok)
+	}
+	if _, ok := r.Remove("d"); ok {
+		t.Fatal("Remove of an account not online reported a binding")
+	}
+	want := []string{"a: unregistered", "b: connection closed", "c: registration expired", "d: account deleted"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Fatalf("offline calls: %q, want %q", got, want)
+	}
+	if r.Len() != 0 {
+		t.Fatalf("%d bindings left", r.Len())
 	}
 }
