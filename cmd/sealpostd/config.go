@@ -26,6 +26,9 @@ type config struct {
 	Key           string
 	Store         string
 	MasterKey     string
+	NATS          string
+	Node          string
+	ClusterSweep  time.Duration
 	Expiry        time.Duration
 	Retries       int
 	RetryInterval time.Duration
@@ -56,6 +59,9 @@ func (c *config) settings() []setting {
 		{"key", "TLS private key file (PEM)", func(fs *flag.FlagSet) { fs.StringVar(&c.Key, "key", "", "") }},
 		{"store", "message store: empty for the embedded SQLite in the data folder, sqlite:PATH, or postgres://USER[:PASSWORD]@HOST:PORT/DB for a PostgreSQL of your own (the master key and certificates stay in the data folder)", func(fs *flag.FlagSet) { fs.StringVar(&c.Store, "store", "", "") }},
 		{"master-key", "file of the master key that wraps the data keys (created 0600 if missing); default DATA/master.key. Keep it out of the database's backups", func(fs *flag.FlagSet) { fs.StringVar(&c.MasterKey, "master-key", "", "") }},
+		{"nats", "several nodes on one PostgreSQL --store: the NATS server(s) that carry their doorbells, nats://HOST:4222[,nats://…]; empty for a single node (see README, Running several nodes)", func(fs *flag.FlagSet) { fs.StringVar(&c.NATS, "nats", "", "") }},
+		{"node", "with --nats: this node's name, unique among the nodes and the same across its restarts (at start it clears the bindings left under this name)", func(fs *flag.FlagSet) { fs.StringVar(&c.Node, "node", "", "") }},
+		{"cluster-sweep", "with --nats: how often a node looks in the store for messages due to the devices it holds, so a doorbell lost while NATS is down costs at most this", func(fs *flag.FlagSet) { fs.DurationVar(&c.ClusterSweep, "cluster-sweep", 15*time.Second, "") }},
 		{"expiry", "how long an undelivered message is kept", func(fs *flag.FlagSet) { fs.DurationVar(&c.Expiry, "expiry", 72*time.Hour, "") }},
 		{"retries", "delivery retries of a message after its first attempt, across registrations and restarts; then it is parked until it expires (the sender gets a failure report)", func(fs *flag.FlagSet) { fs.IntVar(&c.Retries, "retries", 5, "") }},
 		{"retry-interval", "time between those retries while the device stays registered (a new registration retries at once)", func(fs *flag.FlagSet) { fs.DurationVar(&c.RetryInterval, "retry-interval", 30*time.Second, "") }},
@@ -165,5 +171,6 @@ func (c *config) serverOptions() server.Options {
 		CertFile: c.Cert, KeyFile: c.Key, StoreURL: c.Store, MasterKeyFile: c.MasterKey,
 		Expiry: c.Expiry, Retries: c.Retries, RetryInterval: c.RetryInterval, DrainTimeout: c.DrainTimeout, MaxPending: c.MaxPending,
 		KeyPeriod: c.KeyPeriod, TokenTTL: c.TokenTTL, FlowTimer: c.FlowTimer,
+		Cluster: server.ClusterOptions{NATSURL: c.NATS, Node: c.Node, SweepInterval: c.ClusterSweep},
 	}
 }

@@ -165,6 +165,14 @@ type Options struct {
 	MaxPending int
 	// SweepInterval is how often expiry runs (default 1 min).
 	SweepInterval time.Duration
+	// Elsewhere, if set, is called when a kick finds the account's device
+	// not registered here: with several nodes (package cluster) it rings
+	// the doorbell of the node that may hold it.
+	Elsewhere func(account string)
+	// MayDeliver, if set, is asked before each pass whether this node may
+	// deliver to the account now (package cluster: it holds the account's
+	// delivery lease). No: the pass ends without sending anything.
+	MayDeliver func(account string) bool
 	// DrainTimeout bounds how long Stop waits for the answers to the
 	// MESSAGEs on the wire (default 10 s). It is real time, not Clock: it
 	// bounds how long this process takes to stop, not a rule of the
@@ -531,6 +539,11 @@ func (q *Queue) Kick(account string) { q.kick(account, nil) }
 // pending for the account. A run already going lists the store again
 // instead, which finds direct there.
 func (q *Queue) kick(account string, direct *store.Message) {
+	if q.o.Elsewhere != nil {
+		if _, here := q.o.Lookup(account); !here {
+			q.o.Elsewhere(account)
+		}
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.stopped {

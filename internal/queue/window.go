@@ -50,6 +50,9 @@ func (q *Queue) pass(account string) time.Duration {
 	if !online {
 		return 0
 	}
+	if q.o.MayDeliver != nil && !q.o.MayDeliver(account) {
+		return 0 // another node delivers (or will, once it holds the lease)
+	}
 	if wait := q.waitBeforeAttempt(account); wait > 0 {
 		return wait
 	}

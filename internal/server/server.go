@@ -25,6 +25,7 @@ import (
 	"github.com/sealpost/sealpost/internal/apiserver"
 	"github.com/sealpost/sealpost/internal/auth"
 	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/cluster"
 	"github.com/sealpost/sealpost/internal/loginguard"
 	"github.com/sealpost/sealpost/internal/metrics"
 	"github.com/sealpost/sealpost/internal/queue"
@@ -73,6 +74,8 @@ type Options struct {
 	// LoginGuard bounds password guessing over HTTPS and SIP alike
 	// (internal/loginguard; zero values take its defaults).
 	LoginGuard loginguard.Settings
+	// Cluster joins other nodes on one PostgreSQL store (cluster.go).
+	Cluster ClusterOptions
 
 	Clock clock.Clock  // default the real clock
 	Log   *slog.Logger // default discards
@@ -110,6 +113,7 @@ type Server struct {
 	sealer    *seal.Sealer
 	registrar *registrar.Registrar
 	queue     *queue.Queue
+	cluster   *cluster.Node // nil for a single node
 	sip       *sipserver.Server
 	api       *apiserver.API
 	metrics   *metrics.Metrics
@@ -205,17 +209,22 @@ func (s *Server) Start() error {
 	if err := s.loadTLS(); err != nil {
 		return err
 	}
+	if err := s.checkCluster(); err != nil {
+		return err
+	}
 	s.registrar = registrar.New(o.Clock)
 	guard := loginguard.New(o.LoginGuard, o.Clock, s.log.With("part", "loginguard"))
 	if err := guard.Register(s.metrics.Registry); err != nil {
 		return err
 	}
-	s.queue = queue.New(queue.Options{
+	qo := queue.Options{
 		Store: s.store, Sealer: s.sealer, Lookup: s.registrar.Lookup,
 		Clock: o.Clock, Log: s.log.With("part", "queue"), Metrics: s.metrics,
 		Expiry: o.Expiry, Retries: o.Retries, RetryInterval: o.RetryInterval, MaxPending: o.MaxPending,
 		SweepInterval: o.SweepInterval, DrainTimeout: o.DrainTimeout,
-	})
+	}
+	s.clusterQueueHooks(&qo)
+	s.queue = queue.New(qo)
 	sip, err := sipserver.New(sipserver.Options{
 		Domain: o.Domain, TLSConfig: sipTLSConfig(s.tlsConfig), Registrar: s.registrar, Queue: s.queue,
 		Secrets: s.sipSecrets, Clock: o.Clock, Log: s.log.With("part", "sip"), Metrics: s.metrics,
@@ -234,6 +243,9 @@ func (s *Server) Start() error {
 	}
 	s.registrar.OnOffline = s.logOffline
 	s.registrar.OnDisconnect = s.queue.Disconnected
+	if err := s.startCluster(); err != nil {
+		return err
+	}
 	s.metrics.Observe(s.pendingGauge, func() float64 { return float64(s.registrar.Len()) })
 	s.api = apiserver.New(apiserver.Options{
 		Store: s.store, Queue: s.queue, Clock: o.Clock, Log: s.log.With("part", "api"),
@@ -348,6 +360,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = s.sip.Close()
 	}
 	s.wg.Wait()
+	s.stopCluster()
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, err)
 	}
@@ -355,7 +368,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Close releases a server that was never started (account commands).
-func (s *Server) Close() error { return s.store.Close() }
+func (s *Server) Close() error {
+	s.stopCluster()
+	return s.store.Close()
+}
 
 // HTTPSAddr, SIPAddr and AdminAddr return the bound addresses after Start.
 func (s *Server) HTTPSAddr() string { s.mu.Lock(); defer s.mu.Unlock(); return s.httpsAddr }

@@ -1,0 +1,418 @@
+// Package cluster lets several sealpostd nodes share one PostgreSQL store:
+// any node accepts a message, the node that holds the recipient's device
+// delivers it, and losing a node or NATS loses nothing.
+//
+// PostgreSQL is the only source of truth; NATS only rings doorbells.
+//
+//   - A registration writes a binding (account → node, epoch, expiry) to the
+//     store (Online); a newer epoch supersedes older ones. The node then
+//     announces the binding on NATS, and the node holding the superseded
+//     connection drops it (the device moved).
+//   - Before each delivery pass the node takes or renews the account's
+//     delivery lease (MayDeliver): only the node of the newest binding gets
+//     it, so one node delivers to an account at a time.
+//   - When the queue kicks an account whose device is not registered here
+//     (a message was committed for it, or a delivery report is waiting for
+//     it), Ring publishes the account's doorbell; the node holding the
+//     device kicks its queue.
+//   - NATS is at-most-once, so every node also sweeps: every SweepInterval,
+//     and after every NATS reconnect, it kicks each account it holds (the
+//     pass lists the store). A lost doorbell costs at most SweepInterval.
+//   - A node at start clears its own stale bindings and leases.
+//
+// Subjects carry an opaque id derived from the account name (SubjectID),
+// never the name itself: names may contain '.', which NATS reads as a
+// token separator. Only core NATS is used (publish/subscribe), which every
+// nats-server since 2.0 offers.
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/registrar"
+	"github.com/sealpost/sealpost/internal/store"
+)
+
+// Subjects: the doorbell of an account, and the announcement of a new
+// binding. The last token is SubjectID(account).
+const (
+	bellPrefix  = "sealpost.bell."
+	boundPrefix = "sealpost.bound."
+)
+
+// Options configure a Node. Zero durations take the defaults noted.
+type Options struct {
+	NATSURL string // nats://HOST:4222 (comma-separated for several)
+	Node    string // this node's name, unique among the nodes
+	Store   store.Cluster
+	// Kick starts a delivery pass for an account (queue.Kick).
+	Kick func(account string)
+	// Lookup returns the account's registration on this node.
+	Lookup func(account string) (registrar.Binding, bool)
+	// Disconnect closes the connection a device registered on here
+	// (sipserver.Disconnect): the device has moved to another node.
+	Disconnect func(source string) error
+	// SweepInterval is how often the node kicks every account it holds,
+	// to deliver what a lost doorbell did not announce (default 15 s).
+	SweepInterval time.Duration
+	// LeaseTTL is how long a delivery lease lasts unless renewed
+	// (default 4 × SweepInterval; a pass renews it, and so does the sweep).
+	LeaseTTL time.Duration
+	Clock    clock.Clock
+	Log      *slog.Logger
+}
+
+// Node is this sealpostd's part in a cluster of nodes.
+type Node struct {
+	o    Options
+	nc   *nats.Conn
+	subs []*nats.Subscription
+
+	ctx    context.Context // for the store; ends at Close
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	held    map[string]held // accounts whose device registered here; guarded by mu
+	sweeper clock.Timer     // guarded by mu
+	closed  bool            // guarded by mu
+
+	sweeps sync.WaitGroup
+}
+
+// held is a binding this node wrote, and the connection it is for.
+type held struct {
+	source  string
+	binding store.Binding
+	// dropped: a newer binding elsewhere superseded this one and the
+	// connection is being closed; nothing more is delivered on it.
+	dropped bool
+}
+
+// announcement is the payload of a bound subject.
+type announcement struct {
+	Account string `json:"account"`
+	Node    string `json:"node"`
+	Epoch   int64  `json:"epoch"`
+}
+
+// Start clears the node's stale bindings and leases, connects to NATS
+// (retrying forever in the background if it is down: delivery then runs on
+// the sweep alone), subscribes, and begins sweeping.
+func Start(o Options) (*Node, error) {
+	if o.Node == "" {
+		return nil, errors.New("cluster: a node name is required (--node) with --nats")
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = 15 * time.Second
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 4 * o.SweepInterval
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{o: o, ctx: ctx, cancel: cancel, held: map[string]held{}}
+	sctx, scancel := context.WithTimeout(ctx, time.Minute)
+	cleared, err := o.Store.ClearNode(sctx, o.Node)
+	scancel()
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("cluster: clearing node %s's stale bindings: %w", o.Node, err)
+	}
+	if cleared > 0 {
+		o.Log.Info("cleared stale bindings of this node's last run", "node", o.Node, "count", cleared)
+	}
+	nc, err := nats.Connect(o.NATSURL,
+		nats.Name("sealpostd "+o.Node),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.ConnectHandler(func(*nats.Conn) {
+			o.Log.Info("connected to NATS", "node", o.Node)
+			n.sweepSoon()
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			// Doorbells rung while we were away are lost: catch up
+			// from the store.
+			o.Log.Info("reconnected to NATS; sweeping for what was missed", "node", o.Node)
+			n.sweepSoon()
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			o.Log.Warn("NATS connection lost; delivery continues on the sweep", "node", o.Node, "err", err, "sweep_interval", o.SweepInterval)
+		}),
+	)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("cluster: --nats %s: %w", o.NATSURL, err)
+	}
+	n.nc = nc
+	for subject, handler := range map[string]nats.MsgHandler{
+		bellPrefix + "*":  n.onBell,
+		boundPrefix + "*": n.onBound,
+	} {
+		sub, err := nc.Subscribe(subject, handler)
+		if err != nil {
+			nc.Close()
+			cancel()
+			return nil, fmt.Errorf("cluster: subscribing to %s: %w", subject, err)
+		}
+		n.subs = append(n.subs, sub)
+	}
+	n.mu.Lock()
+	n.sweeper = o.Clock.AfterFunc(o.SweepInterval, n.sweep)
+	n.mu.Unlock()
+	return n, nil
+}
+
+// Close stops sweeping and closes the NATS connection. The node's
+// bindings stay in the store until they expire, a newer one replaces
+// them, or the node's next start clears them.
+func (n *Node) Close() {
+	n.mu.Lock()
+	n.closed = true
+	if n.sweeper != nil {
+		n.sweeper.Stop()
+	}
+	n.mu.Unlock()
+	n.nc.Close()
+	n.sweeps.Wait()
+	n.cancel()
+}
+
+// SubjectID is the opaque token that stands for an account in subjects:
+// the first 16 bytes of SHA-256 of its name, in hex. It is stable across
+// nodes and restarts and never contains a '.', '*' or '>'. Two accounts
+// sharing one (never seen in practice) only cost an extra kick.
+func SubjectID(account string) string {
+	h := sha256.Sum256([]byte(account))
+	return hex.EncodeToString(h[:16])
+}
+
+// Online records that the account's device registered here: a new
+// connection gets a new binding (superseding any other node's, which is
+// told to drop its connection); a refresh on the same connection extends
+// the binding. Call it before the queue's Online, so the pass it starts
+// finds the binding.
+func (n *Node) Online(account string) {
+	b, ok := n.o.Lookup(account)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	defer cancel()
+	n.mu.Lock()
+	h, known := n.held[account]
+	n.mu.Unlock()
+	if known && h.source == b.Source && h.dropped {
+		return // the connection is being closed: the device moved
+	}
+	if known && h.source == b.Source {
+		h.binding.ExpiresAt = b.Expires
+		err := n.o.Store.RefreshBinding(ctx, h.binding)
+		if err == nil {
+			n.mu.Lock()
+			n.held[account] = h
+			n.mu.Unlock()
+			return
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			n.o.Log.Error("refreshing the binding", "account", account, "err", err)
+			return
+		}
+		// Superseded, yet the device refreshes here: it is here now.
+	}
+	bound, err := n.o.Store.Bind(ctx, account, n.o.Node, b.Expires)
+	if err != nil {
+		// No binding, no lease: nothing is delivered here until the
+		// next registration or sweep manages to bind.
+		n.o.Log.Error("recording the binding", "account", account, "err", err)
+		n.mu.Lock()
+		delete(n.held, account)
+		n.mu.Unlock()
+		return
+	}
+	n.mu.Lock()
+	n.held[account] = held{source: b.Source, binding: bound}
+	n.mu.Unlock()
+	n.announce(bound)
+}
+
+// Offline tells the node the device's connection from source closed.
+func (n *Node) Offline(account, source string) {
+	n.mu.Lock()
+	h, ok := n.held[account]
+	if ok && h.source == source {
+		delete(n.held, account)
+	}
+	n.mu.Unlock()
+	if !ok || h.source != source {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	defer cancel()
+	if err := n.o.Store.Unbind(ctx, h.binding); err != nil {
+		n.o.Log.Warn("removing the binding of a closed connection (it expires on its own)", "account", account, "err", err)
+	}
+}
+
+// MayDeliver takes or renews the account's delivery lease and reports
+// whether this node may deliver to it now. When a newer binding on
+// another node holds the account, the device has moved: the old
+// connection here is dropped.
+func (n *Node) MayDeliver(account string) bool {
+	n.mu.Lock()
+	h, ok := n.held[account]
+	n.mu.Unlock()
+	if ok && h.dropped {
+		return false
+	}
+	if !ok {
+		// Registered here but not bound (the store refused the
+		// binding at registration): try again.
+		n.Online(account)
+		n.mu.Lock()
+		h, ok = n.held[account]
+		n.mu.Unlock()
+		if !ok {
+			return false
+		}
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	defer cancel()
+	now := n.o.Clock.Now()
+	got, err := n.o.Store.TakeLease(ctx, h.binding, now, now.Add(n.o.LeaseTTL))
+	if err != nil {
+		n.o.Log.Error("taking the delivery lease", "account", account, "err", err)
+		return false
+	}
+	if got {
+		return true
+	}
+	cur, err := n.o.Store.Binding(ctx, account)
+	if err == nil && cur.Epoch > h.binding.Epoch {
+		n.superseded(account, announcement{Account: account, Node: cur.Node, Epoch: cur.Epoch})
+	}
+	return false
+}
+
+// Ring publishes the account's doorbell: the node holding its device (if
+// any) kicks its delivery. It never blocks on NATS; a doorbell lost while
+// NATS is away is made up by the holder's sweep.
+func (n *Node) Ring(account string) {
+	if err := n.nc.Publish(bellPrefix+SubjectID(account), []byte(account)); err != nil {
+		n.o.Log.Debug("doorbell not rung; the holder's sweep will deliver", "account", account, "err", err)
+	}
+}
+
+func (n *Node) announce(b store.Binding) {
+	data, _ := json.Marshal(announcement{Account: b.Account, Node: b.Node, Epoch: b.Epoch})
+	if err := n.nc.Publish(boundPrefix+SubjectID(b.Account), data); err != nil {
+		n.o.Log.Debug("binding not announced; the old node finds out at its next pass", "account", b.Account, "err", err)
+	}
+}
+
+func (n *Node) onBell(m *nats.Msg) {
+	account := string(m.Data)
+	if m.Subject != bellPrefix+SubjectID(account) {
+		return // not a doorbell we rang
+	}
+	if _, ok := n.o.Lookup(account); ok {
+		n.o.Kick(account)
+	}
+}
+
+func (n *Node) onBound(m *nats.Msg) {
+	var a announcement
+	if err := json.Unmarshal(m.Data, &a); err != nil || m.Subject != boundPrefix+SubjectID(a.Account) {
+		n.o.Log.Warn("ignoring a malformed binding announcement", "subject", m.Subject)
+		return
+	}
+	if a.Node == n.o.Node {
+		return
+	}
+	n.superseded(a.Account, a)
+}
+
+// superseded drops this node's connection for the account if a is a newer
+// binding elsewhere.
+func (n *Node) superseded(account string, a announcement) {
+	n.mu.Lock()
+	h, ok := n.held[account]
+	if !ok || h.dropped || h.binding.Epoch >= a.Epoch {
+		n.mu.Unlock()
+		return
+	}
+	h.dropped = true
+	n.held[account] = h
+	n.mu.Unlock()
+	n.o.Log.Info("the device registered on another node; dropping its old connection here", "account", account, "node", a.Node, "source", h.source)
+	if err := n.o.Disconnect(h.source); err != nil {
+		n.o.Log.Warn("closing a superseded connection", "account", account, "source", h.source, "err", err)
+	}
+}
+
+// sweepSoon runs a sweep now, in the background (NATS callbacks must not
+// block).
+func (n *Node) sweepSoon() {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.sweeps.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.sweeps.Done()
+		n.kickHeld()
+	}()
+}
+
+// sweep kicks every account held here, then schedules the next sweep.
+func (n *Node) sweep() {
+	n.kickHeld()
+	n.mu.Lock()
+	if !n.closed {
+		n.sweeper = n.o.Clock.AfterFunc(n.o.SweepInterval, n.sweep)
+	}
+	n.mu.Unlock()
+}
+
+// kickHeld kicks the delivery of every account whose device is registered
+// here: each pass renews the lease and lists what is due in the store.
+// Accounts whose registration ended are forgotten.
+func (n *Node) kickHeld() {
+	n.mu.Lock()
+	accounts := make([]string, 0, len(n.held))
+	for a, h := range n.held {
+		if b, ok := n.o.Lookup(a); !ok || b.Source != h.source {
+			delete(n.held, a)
+			continue
+		}
+		if h.dropped {
+			continue
+		}
+		accounts = append(accounts, a)
+	}
+	n.mu.Unlock()
+	for _, a := range accounts {
+		n.o.Kick(a)
+	}
+}
+
+// Connected reports whether the node is connected to NATS now.
+func (n *Node) Connected() bool { return n.nc.IsConnected() }

@@ -1,0 +1,355 @@
+package tests
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/api"
+	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/server"
+	"github.com/sealpost/sealpost/internal/server/servertest"
+	"github.com/sealpost/sealpost/internal/store/postgres/pgtest"
+	"github.com/sealpost/sealpost/message"
+)
+
+// The tests of several nodes run three in-process sealpostd (each with its
+// own listeners and data folder, sharing the master key as an operator
+// would) on the real PostgreSQL, with a real nats-server started here. All
+// nodes share one fake clock and the cluster sweep is clusterSweep: a message
+// delivered without advancing the clock was delivered by a doorbell, and
+// one delivered only after an Advance was delivered by the sweep.
+
+const natsBinary = "/usr/sbin/nats-server"
+
+// natsServer is a nats-server process on a loopback port of its own.
+type natsServer struct {
+	t    *testing.T
+	port int
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+}
+
+func startNATS(t *testing.T) *natsServer {
+	t.Helper()
+	if _, err := os.Stat(natsBinary); err != nil {
+		t.Skipf("no %s (Debian's nats-server; .ci/install-nats.sh installs it): %v", natsBinary, err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	n := &natsServer{t: t, port: port}
+	n.start()
+	t.Cleanup(n.kill)
+	return n
+}
+
+func (n *natsServer) url() string { return "nats://127.0.0.1:" + strconv.Itoa(n.port) }
+
+// start runs nats-server and waits until it accepts connections.
+func (n *natsServer) start() {
+	n.t.Helper()
+	cmd := exec.Command(natsBinary, "-a", "127.0.0.1", "-p", strconv.Itoa(n.port))
+	if err := cmd.Start(); err != nil {
+		n.t.Fatalf("starting nats-server: %v", err)
+	}
+	n.mu.Lock()
+	n.cmd = cmd
+	n.mu.Unlock()
+	servertest.CheckFor(n.t, 20*time.Second, func() error {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", n.port))
+		if err != nil {
+			return fmt.Errorf("nats-server not accepting yet: %v", err)
+		}
+		c.Close()
+		return nil
+	})
+}
+
+// kill stops nats-server with SIGKILL (idempotent).
+func (n *natsServer) kill() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Kill()
+	_ = n.cmd.Wait()
+	n.cmd = nil
+}
+
+// clusterSweep is the nodes' sweep interval: shorter than a registration
+// (600 s), so advancing the clock by it keeps the devices registered.
+const clusterSweep = 5 * time.Minute
+
+// nodes is a cluster of sealpostd on one database.
+type nodes struct {
+	nats  *natsServer
+	clock *clock.Fake
+	by    map[string]*servertest.Server
+	token string // alice's, valid on every node (tokens are in the store)
+}
+
+func startNodes(t *testing.T, names ...string) *nodes {
+	t.Helper()
+	c := &nodes{nats: startNATS(t), clock: clock.NewFake(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)), by: map[string]*servertest.Server{}}
+	db := pgtest.NewDatabase(t)
+	masterKey := filepath.Join(t.TempDir(), "master.key")
+	for _, name := range names {
+		c.by[name] = servertest.Start(t, servertest.WithOptions(func(o *server.Options) {
+			o.StoreURL = db
+			o.MasterKeyFile = masterKey
+			o.Clock = c.clock
+			o.SweepInterval = time.Hour
+			o.Cluster = server.ClusterOptions{NATSURL: c.nats.url(), Node: name, SweepInterval: clusterSweep}
+		}))
+	}
+	first := c.by[names[0]]
+	first.AddUser(t, "alice", "alice-password")
+	first.AddUser(t, "bob.smith", "bob-password") // a '.' in the name: subjects use an id
+	c.token = first.Token(t, "alice", "alice-password")
+	return c
+}
+
+// submitN submits n messages from alice to bob.smith on node s and returns
+// the ids acknowledged (202).
+func (c *nodes) submitN(t *testing.T, s *servertest.Server, n int, prefix string) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		id := message.NewID()
+		code, _, e := submit(t, s, c.token, id, "bob.smith", fmt.Sprintf("%s %02d", prefix, i))
+		if code != 202 {
+			t.Fatalf("submit %s %d: %d %+v", prefix, i, code, e)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// receivedIDs counts each id the devices received.
+func receivedIDs(devices ...*servertest.Device) map[string]int {
+	got := map[string]int{}
+	for _, d := range devices {
+		for _, r := range d.Received() {
+			got[r.ID]++
+		}
+	}
+	return got
+}
+
+// waitAllReceived waits until every id was received by one of the devices.
+func waitAllReceived(t *testing.T, ids []string, devices ...*servertest.Device) {
+	t.Helper()
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		got := receivedIDs(devices...)
+		for _, id := range ids {
+			if got[id] == 0 {
+				return fmt.Errorf("%d of %d acknowledged messages received; %s missing", len(got), len(ids), id)
+			}
+		}
+		return nil
+	})
+}
+
+// resends is how many receptions beyond the first there were.
+func resends(got map[string]int) int {
+	n := 0
+	for _, c := range got {
+		n += c - 1
+	}
+	return n
+}
+
+func TestClusterCrossNodeDeliveryAndReports(t *testing.T) {
+	c := startNodes(t, "a", "b", "c")
+	bob := c.by["b"].NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, bob, false)
+	alice := c.by["c"].NewDevice(t, "alice", "alice-password")
+	mustRegister(t, alice, true) // asks for delivery reports, on another node again
+	ids := c.submitN(t, c.by["a"], 20, "cross")
+	// No clock advance: the doorbell did it, not the sweep.
+	waitAllReceived(t, ids, bob)
+	// Exactly once each (the order on the wire is checked by the
+	// single-node tests; this device records in handler order).
+	got := receivedIDs(bob)
+	if len(got) != len(ids) || resends(got) != 0 {
+		t.Errorf("bob received %d distinct messages with %d re-sends, want %d once each", len(got), resends(got), len(ids))
+	}
+	// The reports cross nodes the same way: bob's node marks, alice's
+	// node forwards.
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		seen := map[string]bool{}
+		for _, r := range alice.Reports() {
+			if r.Status != api.IMDNDelivered {
+				return fmt.Errorf("report %+v", r)
+			}
+			seen[r.MessageID] = true
+		}
+		if len(seen) != len(ids) {
+			return fmt.Errorf("alice has reports for %d of %d messages", len(seen), len(ids))
+		}
+		return nil
+	})
+	if n := len(alice.Reports()); n != len(ids) {
+		t.Errorf("alice got %d reports for %d messages", n, len(ids))
+	}
+	// Any node answers for any message.
+	for _, s := range c.by {
+		if _, st := status(t, s, c.token, ids[0]); st.Status != "delivered" {
+			t.Errorf("status on another node: %+v", st)
+		}
+	}
+}
+
+func TestClusterDeviceMovesToAnotherNode(t *testing.T) {
+	c := startNodes(t, "a", "b", "c")
+	onB := c.by["b"].NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, onB, false)
+	before := c.submitN(t, c.by["a"], 5, "before")
+	waitAllReceived(t, before, onB)
+
+	// The device moves to C (a new connection through the balancer).
+	onC := c.by["c"].NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, onC, false)
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		if _, ok := c.by["b"].Registrar().Lookup("bob.smith"); ok {
+			return fmt.Errorf("B still holds bob.smith's old connection")
+		}
+		return nil
+	})
+	after := c.submitN(t, c.by["a"], 5, "after")
+	waitAllReceived(t, after, onC)
+
+	gotB, gotC := receivedIDs(onB), receivedIDs(onC)
+	for id := range gotB {
+		if gotC[id] > 0 {
+			t.Errorf("message %s delivered by both B and C", id)
+		}
+	}
+	for _, id := range after {
+		if gotB[id] > 0 {
+			t.Errorf("message %s, submitted after the move, went to the old connection", id)
+		}
+	}
+	if n := resends(receivedIDs(onB, onC)); n != 0 {
+		t.Errorf("%d re-sends on a clean move", n)
+	}
+}
+
+func TestClusterNodeDeathLosesNothing(t *testing.T) {
+	c := startNodes(t, "a", "b", "c")
+	onB := c.by["b"].NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, onB, false)
+	first := c.submitN(t, c.by["a"], 30, "first")
+	// Kill B while messages are in flight (some received, maybe not all
+	// marked).
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		if n := len(onB.Received()); n < 5 {
+			return fmt.Errorf("bob received %d so far", n)
+		}
+		return nil
+	})
+	b := c.by["b"]
+	b.Crash()
+	b.Server = nil // dead: the test's cleanup has nothing to stop
+	onB.Close()
+	// Messages accepted while bob's node is dead wait in the store.
+	more := c.submitN(t, c.by["a"], 10, "while dead")
+	onC := c.by["c"].NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, onC, false)
+	all := append(slices.Clone(first), more...)
+	waitAllReceived(t, all, onB, onC)
+	got := receivedIDs(onB, onC)
+	n := resends(got)
+	t.Logf("node death: %d acknowledged messages, all delivered, %d re-sent", len(all), n)
+	// Only what was on the wire when B died may come twice: at most the
+	// messages B had taken from the store.
+	if n > len(first) {
+		t.Errorf("%d re-sends, more than the %d messages B could have had in flight", n, len(first))
+	}
+	for _, id := range all {
+		waitStatus(t, c.by["c"], c.token, id, "delivered")
+	}
+}
+
+func TestClusterNATSOutageDeliversOnTheSweep(t *testing.T) {
+	c := startNodes(t, "a", "b", "c")
+	bob := c.by["b"].NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, bob, false)
+	c.nats.kill()
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		for name, s := range c.by {
+			if s.Cluster().Connected() {
+				return fmt.Errorf("node %s still connected to the killed nats-server", name)
+			}
+		}
+		return nil
+	})
+	during := c.submitN(t, c.by["a"], 5, "outage")
+	// The doorbells are lost or held; the sweep finds the messages.
+	c.clock.Advance(clusterSweep)
+	waitAllReceived(t, during, bob)
+
+	c.nats.start()
+	servertest.CheckFor(t, 30*time.Second, func() error {
+		for name, s := range c.by {
+			if !s.Cluster().Connected() {
+				return fmt.Errorf("node %s not reconnected to NATS yet", name)
+			}
+		}
+		return nil
+	})
+	// Doorbells again: delivered without a sweep.
+	after := c.submitN(t, c.by["a"], 5, "back")
+	waitAllReceived(t, after, bob)
+	all := append(slices.Clone(during), after...)
+	if n := resends(receivedIDs(bob)); n != 0 {
+		t.Errorf("%d re-sends of %d messages", n, len(all))
+	}
+}
+
+func TestClusterExpiryHappensOnce(t *testing.T) {
+	c := startNodes(t, "a", "b", "c")
+	ids := c.submitN(t, c.by["a"], 3, "never read") // bob.smith never registers
+	// Every node's expiry sweep runs; one expires and queues the reports.
+	c.clock.Advance(72*time.Hour + time.Minute)
+	for _, id := range ids {
+		waitStatus(t, c.by["b"], c.token, id, "expired")
+	}
+	alice := c.by["c"].NewDevice(t, "alice", "alice-password")
+	mustRegister(t, alice, true)
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		if n := len(alice.Reports()); n < len(ids) {
+			return fmt.Errorf("alice has %d failure reports of %d", n, len(ids))
+		}
+		return nil
+	})
+	for name, s := range c.by {
+		s.Queue().Sweep() // and once more each: nothing new
+		waitIdle(t, s, "alice")
+		_ = name
+	}
+	seen := map[string]int{}
+	for _, r := range alice.Reports() {
+		if r.Status != api.IMDNFailed {
+			t.Errorf("report %+v, want failed", r)
+		}
+		seen[r.MessageID]++
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("message %s: %d failure reports, want 1", id, seen[id])
+		}
+	}
+}
