@@ -90,28 +90,28 @@ func mergeWAL(src, dir string) (path string, applied, damaged int, err error) {
 	if _, err := out.Write(db); err != nil {
 		return "", 0, 0, fmt.Errorf("sqlite store: writing %s: %w", path, err)
 	}
-	var pages int64
+	if lastCommit < 0 {
+		return path, 0, damaged, nil
+	}
+	// The database's size in pages after the last commit: no page beyond
+	// it is part of the database.
+	pages := int64(be.Uint32(wal[walHeaderSize+lastCommit*frameSize+4:]))
 	for i := int64(0); i <= lastCommit; i++ {
 		if !intact[i] {
 			continue
 		}
 		fr := wal[walHeaderSize+i*frameSize : walHeaderSize+(i+1)*frameSize]
 		pgno := int64(be.Uint32(fr[0:]))
-		if pgno == 0 {
+		if pgno == 0 || pgno > pages {
 			continue
 		}
 		if _, err := out.WriteAt(fr[walFrameHeaderSize:], (pgno-1)*pageSize); err != nil {
 			return "", 0, 0, fmt.Errorf("sqlite store: writing %s: %w", path, err)
 		}
 		applied++
-		if n := int64(be.Uint32(fr[4:])); n != 0 {
-			pages = n
-		}
 	}
-	if pages > 0 {
-		if err := out.Truncate(pages * pageSize); err != nil {
-			return "", 0, 0, fmt.Errorf("sqlite store: %w", err)
-		}
+	if err := out.Truncate(pages * pageSize); err != nil {
+		return "", 0, 0, fmt.Errorf("sqlite store: %w", err)
 	}
 	return filepath.Clean(path), applied, damaged, nil
 }
