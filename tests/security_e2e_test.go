@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/api"
+	"github.com/sealpost/sealpost/internal/connlimit"
 	"github.com/sealpost/sealpost/internal/loginguard"
+	"github.com/sealpost/sealpost/internal/server"
 	"github.com/sealpost/sealpost/internal/server/servertest"
 )
 
@@ -40,8 +42,14 @@ func TestSIPDigestBruteForceIsBounded(t *testing.T) {
 	answers := map[int]int{}
 	for i := 1; i <= guesses; i++ {
 		if i%100 == 0 {
-			// 2,000 guesses over 20 minutes of the server's time.
+			// 2,000 guesses over 20 minutes of the server's time. The
+			// attacker never authenticates, so the auth deadline
+			// closes its connection each time: it dials again.
 			s.Clock.Advance(time.Minute)
+			if !attacker.closed() {
+				t.Fatal("the guessing connection outlived the auth deadline")
+			}
+			attacker = dialRawSIP(t, s, "127.0.0.2")
 		}
 		attacker.send(rawRegister("carol", "127.0.0.2", i+1, digestFor(t, challenge, "carol", fmt.Sprintf("guess-%d", i), i)))
 		a := attacker.mustRead()
@@ -445,4 +453,114 @@ func TestOversizedExpectContinueRefusedFirst(t *testing.T) {
 			t.Fatalf("10 GB with Expect: 100-continue (token %v): first answer %d, want 413", auth != "", res.StatusCode)
 		}
 	}
+}
+
+// A flood of idle TLS and half-open TCP connections from a few addresses,
+// with the limits lowered (40 in total, 16 reserved for newcomers, 16 per
+// address): each address stops at its cap, the flood stops short of the
+// total, and meanwhile a real device on another address
+// registers and receives, HTTPS logins work and /healthz answers. When the
+// auth deadline passes, the idle connections are closed and the device's
+// stays.
+func TestConnectionFloodLeavesRoomForRealUsers(t *testing.T) {
+	limits := connlimit.Settings{Max: 40, Reserve: 16, PerAddressSIP: 16, PerAddressHTTPS: 8}
+	s := servertest.Start(t, servertest.WithFakeClock(securityT0), servertest.WithOptions(func(o *server.Options) {
+		o.Connections = limits
+		o.SIPAuthTimeout = 30 * time.Second
+	}))
+	s.AddUser(t, "carol", "carol-pw")
+	s.AddUser(t, "bob", "bob-pw")
+
+	// Idle TLS connections from 127.0.0.2 and 127.0.0.5: each proves it
+	// is being read (an OPTIONS, which needs no login) and then idles.
+	var idle []*rawSIP
+	openIdle := func(source string, n int) (opened int) {
+		for range n {
+			conn, err := tls.DialWithDialer(loopbackDialer(source), "tcp", s.SIPAddr, s.TLSConfig())
+			if err != nil {
+				continue // closed on arrival: over a limit
+			}
+			c := &rawSIP{t: t, conn: conn, r: bufio.NewReader(conn)}
+			t.Cleanup(func() { conn.Close() })
+			c.send(sipRequest("OPTIONS", "sip:localhost", "1 OPTIONS", nil, "", false))
+			if a, err := c.read(); err != nil || a.Code != 200 {
+				continue
+			}
+			idle = append(idle, c)
+			opened++
+		}
+		return opened
+	}
+	if n := openIdle("127.0.0.2", 24); n != limits.PerAddressSIP {
+		t.Fatalf("127.0.0.2 held %d connections, want its cap %d", n, limits.PerAddressSIP)
+	}
+	// A second address fills the total up to the newcomers' reserve.
+	if n := openIdle("127.0.0.6", 24); n != limits.Max-limits.Reserve-limits.PerAddressSIP {
+		t.Fatalf("127.0.0.6 held %d connections, want %d", n, limits.Max-limits.Reserve-limits.PerAddressSIP)
+	}
+	// A third flooding address gets a newcomer's two and no more.
+	if n := openIdle("127.0.0.5", 10); n != 2 {
+		t.Fatalf("127.0.0.5 held %d connections during the flood, want 2", n)
+	}
+	// Half-open: TCP only, no TLS handshake; a newcomer's two again.
+	for range 20 {
+		if c, err := loopbackDialer("127.0.0.3").Dial("tcp", s.SIPAddr); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		if n := metricValue(t, s, `sealpost_connections_refused_total{limit="total",listener="sip"}`); n < 16+8+18 {
+			return fmt.Errorf("%v connections refused by the total so far", n)
+		}
+		return nil
+	})
+	if open := metricValue(t, s, `sealpost_connections_open{listener="sip"}`); open > float64(limits.Max) {
+		t.Fatalf("%v SIP connections open, over the total of %d", open, limits.Max)
+	}
+
+	// Meanwhile, from 127.0.0.1: the device registers, bob logs in and
+	// sends, the device receives, /healthz answers.
+	dev := s.NewDevice(t, "carol", "carol-pw")
+	if code, err := dev.Register(600, false); err != nil || code != 200 {
+		t.Fatalf("carol's device during the flood: %d %v", code, err)
+	}
+	bob := s.Token(t, "bob", "bob-pw")
+	if code, _, e := submit(t, s, bob, "0f8fad5b-d9cb-469f-a165-70867728950e", "carol", "during the flood"); code != 202 {
+		t.Fatalf("submit during the flood: %d %+v", code, e)
+	}
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		if texts := dev.Texts(); len(texts) != 1 {
+			return fmt.Errorf("device has %q", texts)
+		}
+		return nil
+	})
+	res, err := http.Get(s.AdminURL + "/healthz")
+	if err != nil {
+		t.Fatalf("/healthz during the flood: %v", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("/healthz during the flood: %d", res.StatusCode)
+	}
+
+	// The auth deadline passes: every idle connection is closed; the
+	// registered device's is not.
+	s.Clock.Advance(31 * time.Second)
+	for i, c := range idle {
+		if !c.closed() {
+			t.Fatalf("idle connection %d still open after the auth deadline", i)
+		}
+	}
+	if n := metricValue(t, s, `sealpost_sip_unauthenticated_closed_total`); n < float64(len(idle)) {
+		t.Fatalf("%v connections closed for not authenticating, want at least %d", n, len(idle))
+	}
+	if code, _, e := submit(t, s, bob, "7c9e6679-7425-40de-944b-e07fc1f90ae7", "carol", "after the flood"); code != 202 {
+		t.Fatalf("submit after the flood: %d %+v", code, e)
+	}
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		if texts := dev.Texts(); len(texts) != 2 {
+			return fmt.Errorf("device has %q", texts)
+		}
+		return nil
+	})
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/sealpost/sealpost/internal/auth"
 	"github.com/sealpost/sealpost/internal/clock"
 	"github.com/sealpost/sealpost/internal/cluster"
+	"github.com/sealpost/sealpost/internal/connlimit"
 	"github.com/sealpost/sealpost/internal/loginguard"
 	"github.com/sealpost/sealpost/internal/metrics"
 	"github.com/sealpost/sealpost/internal/queue"
@@ -76,6 +77,11 @@ type Options struct {
 	LoginGuard loginguard.Settings
 	// Cluster joins other nodes on one PostgreSQL store (cluster.go).
 	Cluster ClusterOptions
+	// Connections bounds the connections held (internal/connlimit; zero
+	// values take its defaults) and SIPAuthTimeout how long a SIP
+	// connection may stay unauthenticated (default 30 s).
+	Connections    connlimit.Settings
+	SIPAuthTimeout time.Duration
 
 	Clock clock.Clock  // default the real clock
 	Log   *slog.Logger // default discards
@@ -230,7 +236,7 @@ func (s *Server) Start() error {
 		Secrets: s.sipSecrets, Clock: o.Clock, Log: s.log.With("part", "sip"), Metrics: s.metrics,
 		Guard:          guard,
 		DefaultExpires: o.DefaultExpires, MinExpires: o.MinExpires, MaxExpires: o.MaxExpires,
-		FlowTimer: o.FlowTimer,
+		FlowTimer: o.FlowTimer, AuthTimeout: o.SIPAuthTimeout,
 	})
 	if err != nil {
 		return err
@@ -293,6 +299,11 @@ func (s *Server) Start() error {
 		s.closeListeners()
 		return err
 	}
+	limitedHTTPS, limitedSIP, err := s.limitListeners(httpsL, sipL)
+	if err != nil {
+		s.closeListeners()
+		return err
+	}
 	s.mu.Lock()
 	s.httpsAddr, s.sipAddr = httpsL.Addr().String(), sipL.Addr().String()
 	if adminL != nil {
@@ -310,13 +321,13 @@ func (s *Server) Start() error {
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		if err := s.httpSrv.ServeTLS(httpsL, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.httpSrv.ServeTLS(limitedHTTPS, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("HTTPS server stopped", "err", err)
 		}
 	}()
 	go func() {
 		defer s.wg.Done()
-		if err := s.sip.Serve(sipL); err != nil {
+		if err := s.sip.Serve(limitedSIP); err != nil {
 			s.log.Error("SIP server stopped", "err", err)
 		}
 	}()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sealpost/sealpost/internal/clock"
 )
 
 // Every SIP message read from a connection goes through a framedConn before
@@ -70,6 +72,9 @@ type framedConn struct {
 	passed   int           // requests handed to sipgo; guarded by mu
 	answered int           // final responses written; guarded by mu
 	wrote    chan struct{} // signalled (without blocking) at each final response
+	authedAt time.Time     // last digest success on it, server clock; guarded by mu
+	check    clock.Timer   // the auth deadline's next check; guarded by mu
+	gone     bool          // closed; guarded by mu
 }
 
 func newFramedConn(c net.Conn, observe framingObserver) *framedConn {

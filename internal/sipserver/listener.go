@@ -55,7 +55,8 @@ type handshakeListener struct {
 	inner   net.Listener // TCP
 	config  *tls.Config
 	log     *slog.Logger
-	observe framingObserver // bad input on a connection (framing.go)
+	observe framingObserver   // bad input on a connection (framing.go)
+	opened  func(*framedConn) // a connection is handed to sipgo (deadline.go)
 	conns   chan net.Conn
 	slots   chan struct{} // one per handshake in progress
 	done    chan struct{} // closed by Close
@@ -72,9 +73,9 @@ type ipSlots struct {
 	users int
 }
 
-func newHandshakeListener(inner net.Listener, config *tls.Config, log *slog.Logger, observe framingObserver) *handshakeListener {
+func newHandshakeListener(inner net.Listener, config *tls.Config, log *slog.Logger, observe framingObserver, opened func(*framedConn)) *handshakeListener {
 	l := &handshakeListener{
-		inner: inner, config: config, log: log, observe: observe,
+		inner: inner, config: config, log: log, observe: observe, opened: opened,
 		conns: make(chan net.Conn),
 		slots: make(chan struct{}, maxHandshakes),
 		done:  make(chan struct{}),
@@ -146,8 +147,12 @@ func (l *handshakeListener) handshake(c net.Conn) {
 		c.Close()
 		return
 	}
+	fc := newFramedConn(tc, l.observe)
+	if l.opened != nil {
+		l.opened(fc)
+	}
 	select {
-	case l.conns <- newFramedConn(tc, l.observe):
+	case l.conns <- fc:
 	case <-l.done:
 		tc.Close()
 	}

@@ -151,6 +151,7 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, credHe
 		}
 	}
 	if err == nil {
+		s.authenticated(req.Source())
 		return account, true
 	}
 	if !errors.Is(err, auth.ErrNoCredentials) && !stale {

@@ -63,6 +63,10 @@ type Options struct {
 	// FlowTimer is the keepalive interval told to phones that use RFC 5626
 	// outbound (default 60 s, as the Sealpost client's own keepalive).
 	FlowTimer time.Duration
+	// AuthTimeout is how long a connection may stay without a live
+	// registration or a digest success on it before it is closed
+	// (default 30 s; see deadline.go).
+	AuthTimeout time.Duration
 }
 
 // Server is the SIP side of sealpostd.
@@ -75,6 +79,11 @@ type Server struct {
 	closing sync.Once
 	// badInputs counts bad SIP input by kind (framing.go).
 	badInputs *prometheus.CounterVec
+	// unauthClosed counts connections closed for not authenticating.
+	unauthClosed prometheus.Counter
+
+	connMu sync.Mutex
+	conns  map[string]*framedConn // by remote address; guarded by connMu
 }
 
 // errDialRefused is what the disabled dialer returns: the server only uses
@@ -97,6 +106,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.FlowTimer == 0 {
 		o.FlowTimer = 60 * time.Second
+	}
+	if o.AuthTimeout == 0 {
+		o.AuthTimeout = DefaultAuthTimeout
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
@@ -144,10 +156,18 @@ func New(o Options) (*Server, error) {
 		badInputs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealpost_sip_bad_input_total",
 			Help: "SIP input refused before it reached a handler (malformed, oversized, strictness), by kind.",
-		}, []string{"kind"})}
+		}, []string{"kind"}),
+		unauthClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_sip_unauthenticated_closed_total",
+			Help: "SIP connections closed for holding no registration and no recent digest success past the auth deadline.",
+		}),
+		conns: map[string]*framedConn{},
+	}
 	if o.Metrics != nil {
-		if err := o.Metrics.Registry.Register(s.badInputs); err != nil {
-			return nil, err
+		for _, c := range []prometheus.Collector{s.badInputs, s.unauthClosed} {
+			if err := o.Metrics.Registry.Register(c); err != nil {
+				return nil, err
+			}
 		}
 	}
 	srv.OnRegister(s.onRegister)
@@ -161,7 +181,7 @@ func New(o Options) (*Server, error) {
 // Serve accepts TLS connections from l (a plain TCP listener; Serve adds
 // TLS) until l is closed.
 func (s *Server) Serve(l net.Listener) error {
-	tl := newHandshakeListener(&trackingListener{Listener: l, closed: s.connectionClosed}, s.o.TLSConfig, s.o.Log, s.badInput)
+	tl := newHandshakeListener(&trackingListener{Listener: l, closed: s.connectionClosed}, s.o.TLSConfig, s.o.Log, s.badInput, s.watch)
 	defer tl.Close()
 	err := s.srv.ServeTLS(tl)
 	if errors.Is(err, net.ErrClosed) {
@@ -190,6 +210,7 @@ func (s *Server) badInput(remote string, b *badInput) {
 }
 
 func (s *Server) connectionClosed(remote string) {
+	s.forget(remote)
 	s.o.Registrar.ConnectionClosed(remote)
 }
 

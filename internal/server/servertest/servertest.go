@@ -79,6 +79,20 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(&s.opts, s)
 	}
+	// Every test client connects from 127.0.0.1, and many leave idle
+	// HTTPS connections behind: the per-address caps are raised unless a
+	// test sets them. The SIP auth deadline is moved off the 30 s of the
+	// retry interval, so a test waiting for a retry timer (HasTimerAt) is
+	// not satisfied by a connection's check instead.
+	if s.opts.Connections.PerAddressHTTPS == 0 {
+		s.opts.Connections.PerAddressHTTPS = 4096
+	}
+	if s.opts.Connections.PerAddressSIP == 0 {
+		s.opts.Connections.PerAddressSIP = 4096
+	}
+	if s.opts.SIPAuthTimeout == 0 {
+		s.opts.SIPAuthTimeout = 47 * time.Second
+	}
 	s.StoreURL = s.opts.StoreURL
 	s.logWriter = &testWriter{t: t}
 	s.opts.Log = slog.New(slog.NewTextHandler(s.logWriter, &slog.HandlerOptions{Level: slog.LevelDebug}))
