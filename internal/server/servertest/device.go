@@ -211,7 +211,18 @@ func (d *Device) do(req *sip.Request) (int, error) {
 	req.SetDestination(d.srv.SIPAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := d.client.Do(ctx, req)
+	// A request written on a connection the server has just closed (its
+	// registration expired, or the auth deadline passed, both on a fake
+	// clock that jumps) gets no answer: after a few seconds it is sent
+	// again, on a new connection, as a phone does.
+	first, cancelFirst := context.WithTimeout(ctx, 3*time.Second)
+	res, err := d.client.Do(first, req)
+	cancelFirst()
+	if err != nil && ctx.Err() == nil {
+		retry := req.Clone()
+		retry.RemoveHeader("Via") // a new transaction
+		res, err = d.client.Do(ctx, retry)
+	}
 	if err != nil {
 		return 0, err
 	}
