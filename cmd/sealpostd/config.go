@@ -41,6 +41,7 @@ type config struct {
 	LogFormat     string
 	// MinPasswordLength is checked by user add and user passwd.
 	MinPasswordLength int
+	security          securityConfig // config_security.go
 }
 
 type setting struct {
@@ -49,7 +50,7 @@ type setting struct {
 }
 
 func (c *config) settings() []setting {
-	return []setting{
+	return append([]setting{
 		{"data", "data folder: master key, certificate, embedded store", func(fs *flag.FlagSet) { fs.StringVar(&c.Data, "data", "./sealpost-data", "") }},
 		{"https", "HTTPS API listen address", func(fs *flag.FlagSet) { fs.StringVar(&c.HTTPS, "https", ":8443", "") }},
 		{"sip", "SIP over TLS listen address", func(fs *flag.FlagSet) { fs.StringVar(&c.SIP, "sip", ":5061", "") }},
@@ -73,7 +74,7 @@ func (c *config) settings() []setting {
 		{"min-password-length", "user add and user passwd refuse a shorter password (characters)", func(fs *flag.FlagSet) { fs.IntVar(&c.MinPasswordLength, "min-password-length", 12, "") }},
 		{"log-format", "text (key=value lines) or json (one object per line, for journald, Loki, Elasticsearch)", func(fs *flag.FlagSet) { fs.StringVar(&c.LogFormat, "log-format", "text", "") }},
 		{"log-level", "debug, info, warn or error", func(fs *flag.FlagSet) { fs.StringVar(&c.LogLevel, "log-level", "info", "") }},
-	}
+	}, c.security.settings()...)
 }
 
 // bind registers every setting on fs, with its help text.
@@ -166,11 +167,13 @@ func (c *config) writeExample(w io.Writer) {
 }
 
 func (c *config) serverOptions() server.Options {
-	return server.Options{
+	o := server.Options{
 		DataDir: c.Data, HTTPSAddr: c.HTTPS, SIPAddr: c.SIP, AdminAddr: c.Admin, Domain: c.Domain,
 		CertFile: c.Cert, KeyFile: c.Key, StoreURL: c.Store, MasterKeyFile: c.MasterKey,
 		Expiry: c.Expiry, Retries: c.Retries, RetryInterval: c.RetryInterval, DrainTimeout: c.DrainTimeout, MaxPending: c.MaxPending,
 		KeyPeriod: c.KeyPeriod, TokenTTL: c.TokenTTL, FlowTimer: c.FlowTimer,
 		Cluster: server.ClusterOptions{NATSURL: c.NATS, Node: c.Node, SweepInterval: c.ClusterSweep},
 	}
+	c.security.apply(&o)
+	return o
 }
