@@ -89,6 +89,14 @@ func NewDigester(realm string, c clock.Clock, nonceTTL time.Duration) *Digester 
 	if _, err := rand.Read(key); err != nil {
 		panic("auth: no randomness: " + err.Error())
 	}
+	return NewDigesterWithKey(realm, c, nonceTTL, key)
+}
+
+// NewDigesterWithKey is NewDigester with the nonce key given: nodes that
+// share it accept each other's challenges (a device whose connection moved
+// to another node between the challenge and its answer). The nonce-counts
+// that refuse a replay are still remembered per node.
+func NewDigesterWithKey(realm string, c clock.Clock, nonceTTL time.Duration, key []byte) *Digester {
 	return &Digester{realm: realm, key: key, clock: c, nonceTTL: nonceTTL, lastNC: map[string]nonceUse{}}
 }
 

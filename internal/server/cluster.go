@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"time"
 
@@ -18,6 +20,18 @@ type ClusterOptions struct {
 	// messages due to the devices it holds, whatever doorbells it got
 	// (--cluster-sweep; default 15 s).
 	SweepInterval time.Duration
+}
+
+// clusterNonceKey derives the SIP digest nonce key from the master key,
+// which every node shares, so that a challenge issued by one node is
+// accepted by another. A single node keeps a random key per process (nil).
+func clusterNonceKey(c ClusterOptions, masterKey []byte) []byte {
+	if c.NATSURL == "" {
+		return nil
+	}
+	m := hmac.New(sha256.New, masterKey)
+	m.Write([]byte("sealpost sip digest nonce key v1"))
+	return m.Sum(nil)
 }
 
 // clustered reports whether the server runs as one of several nodes.

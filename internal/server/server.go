@@ -120,6 +120,7 @@ type Server struct {
 	registrar *registrar.Registrar
 	queue     *queue.Queue
 	cluster   *cluster.Node // nil for a single node
+	nonceKey  []byte        // SIP digest nonce key shared by the nodes; nil for a single node
 	sip       *sipserver.Server
 	api       *apiserver.API
 	metrics   *metrics.Metrics
@@ -169,6 +170,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.nonceKey = clusterNonceKey(o.Cluster, masterKey)
 	switch {
 	case o.StoreURL == "" || strings.HasPrefix(o.StoreURL, "sqlite:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(o.StoreURL, "sqlite:"), "//")
@@ -236,7 +238,7 @@ func (s *Server) Start() error {
 		Secrets: s.sipSecrets, Clock: o.Clock, Log: s.log.With("part", "sip"), Metrics: s.metrics,
 		Guard:          guard,
 		DefaultExpires: o.DefaultExpires, MinExpires: o.MinExpires, MaxExpires: o.MaxExpires,
-		FlowTimer: o.FlowTimer, AuthTimeout: o.SIPAuthTimeout,
+		FlowTimer: o.FlowTimer, AuthTimeout: o.SIPAuthTimeout, NonceKey: s.nonceKey,
 	})
 	if err != nil {
 		return err

@@ -60,6 +60,10 @@ type Options struct {
 	DefaultExpires, MinExpires, MaxExpires time.Duration
 	// NonceTTL is how long a digest challenge stays valid (default 5 min).
 	NonceTTL time.Duration
+	// NonceKey authenticates the digest nonces; nil: a random key of this
+	// process. Several nodes give the same (derived from the shared master
+	// key) so that any of them accepts a challenge another issued.
+	NonceKey []byte
 	// FlowTimer is the keepalive interval told to phones that use RFC 5626
 	// outbound (default 60 s, as the Sealpost client's own keepalive).
 	FlowTimer time.Duration
@@ -152,7 +156,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, ua: ua, srv: srv, client: client, digest: auth.NewDigester(o.Domain, o.Clock, o.NonceTTL),
+	s := &Server{o: o, ua: ua, srv: srv, client: client, digest: newDigester(o),
 		badInputs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealpost_sip_bad_input_total",
 			Help: "SIP input refused before it reached a handler (malformed, oversized, strictness), by kind.",
