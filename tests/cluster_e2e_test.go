@@ -353,3 +353,41 @@ func TestClusterExpiryHappensOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterCrossNodeLatency logs the time from a submission's 202 to the
+// device's receipt, one message at a time, with the device on the
+// submitting node and on another node (one NATS hop more). It asserts that
+// every message arrives, never a time: the machine may be busy.
+func TestClusterCrossNodeLatency(t *testing.T) {
+	c := startNodes(t, "a", "b")
+	median := func(device *servertest.Device) time.Duration {
+		var took []time.Duration
+		for i := range 15 {
+			before := len(device.Received())
+			start := time.Now()
+			ids := c.submitN(t, c.by["a"], 1, fmt.Sprintf("latency %d", i))
+			servertest.CheckFor(t, 20*time.Second, func() error {
+				if len(device.Received()) == before {
+					return fmt.Errorf("message %s not received", ids[0])
+				}
+				return nil
+			})
+			took = append(took, time.Since(start))
+		}
+		slices.Sort(took)
+		return took[len(took)/2]
+	}
+	onA := c.by["a"].NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, onA, false)
+	same := median(onA)
+	onB := c.by["b"].NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, onB, false)
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		if _, ok := c.by["a"].Registrar().Lookup("bob.smith"); ok {
+			return fmt.Errorf("A still holds bob.smith's old connection")
+		}
+		return nil
+	})
+	cross := median(onB)
+	t.Logf("submit → received, median of 15 (including the submission's round trip): same node %v, across nodes %v", same.Round(time.Microsecond), cross.Round(time.Microsecond))
+}
