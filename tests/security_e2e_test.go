@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -563,4 +564,45 @@ func TestConnectionFloodLeavesRoomForRealUsers(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A device that registered with an RFC 5626 flow (told Flow-Timer: 60)
+// keeps its connection while it pings; once its pings stop, the connection
+// is closed after twice the Flow-Timer, though its registration has not
+// run out.
+func TestSilentFlowIsClosed(t *testing.T) {
+	s := servertest.Start(t, servertest.WithFakeClock(securityT0))
+	s.AddUser(t, "alice", "alice-pw")
+	c := dialRawSIP(t, s, "127.0.0.7")
+	outbound := func(reg string) string {
+		reg = strings.Replace(reg, "transport=tls>\r\n", "transport=tls>;reg-id=1;+sip.instance=\"<urn:uuid:00000000-0000-4000-8000-000000000001>\"\r\nSupported: outbound\r\n", 1)
+		return strings.Replace(reg, "Content-Length: 0\r\n", "Expires: 600\r\nContent-Length: 0\r\n", 1)
+	}
+	c.send(outbound(rawRegister("alice", "127.0.0.7", 1, "")))
+	chal := c.mustRead()
+	c.send(outbound(rawRegister("alice", "127.0.0.7", 2, digestFor(t, chal.Header.Get("WWW-Authenticate"), "alice", "alice-pw", 1))))
+	a := c.mustRead()
+	if a.Code != 200 || a.Header.Get("Flow-Timer") != "60" {
+		t.Fatalf("register: %d %s, Flow-Timer %q", a.Code, a.Reason, a.Header.Get("Flow-Timer"))
+	}
+	ping := func() {
+		t.Helper()
+		c.send("\r\n\r\n")
+		pong := make([]byte, 2)
+		_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c.r, pong); err != nil || string(pong) != "\r\n" {
+			t.Fatalf("ping: %q %v", pong, err)
+		}
+	}
+	for range 5 { // five minutes of pings
+		s.Clock.Advance(60 * time.Second)
+		ping()
+	}
+	s.Clock.Advance(2*60*time.Second + time.Second)
+	if !c.closed() {
+		t.Fatal("the connection outlived two Flow-Timers of silence")
+	}
+	if _, ok := s.Registrar().Lookup("alice"); ok {
+		t.Fatal("the registration outlived its closed connection")
+	}
 }

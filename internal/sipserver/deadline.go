@@ -16,11 +16,18 @@ const DefaultAuthTimeout = 30 * time.Second
 // that registration expires, so a device that stops refreshing is closed
 // once its registration is over) or if a digest request succeeded on it
 // within AuthTimeout (a device that only sends MESSAGEs); otherwise it is
-// closed.
+// closed. A registration that set up an RFC 5626 flow (the device was told
+// a Flow-Timer and keeps the connection alive with CRLF pings) is also
+// closed once nothing has arrived on it for twice its Flow-Timer: the
+// device is gone though its registration has not run out yet.
 
 // watch arms the auth deadline of a new connection.
 func (s *Server) watch(c *framedConn) {
 	remote := c.RemoteAddr().String()
+	c.mu.Lock()
+	c.now = s.o.Clock.Now
+	c.lastRead = c.now()
+	c.mu.Unlock()
 	s.connMu.Lock()
 	s.conns[remote] = c
 	s.connMu.Unlock()
@@ -42,7 +49,21 @@ func (s *Server) checkConn(c *framedConn, remote string) {
 	now := s.o.Clock.Now()
 	if account, ok := s.o.Registrar.AccountOn(remote); ok {
 		if b, ok := s.o.Registrar.Lookup(account); ok && b.Source == remote && b.Expires.After(now) {
-			s.armCheck(c, remote, b.Expires.Sub(now)+time.Second)
+			c.mu.Lock()
+			flow, lastRead := c.flow, c.lastRead
+			c.mu.Unlock()
+			next := b.Expires.Sub(now) + time.Second
+			if flow > 0 {
+				silent := now.Sub(lastRead)
+				if silent >= 2*flow {
+					s.unauthClosed.Inc()
+					s.o.Log.Info("closing a SIP flow that stopped its keepalives", "account", account, "remote", remote, "silent", silent)
+					_ = c.Close()
+					return
+				}
+				next = min(next, 2*flow-silent)
+			}
+			s.armCheck(c, remote, next)
 			return
 		}
 	}
@@ -67,6 +88,27 @@ func (s *Server) authenticated(remote string) {
 		c.mu.Lock()
 		c.authedAt = s.o.Clock.Now()
 		c.mu.Unlock()
+	}
+}
+
+// flowStarted records that the connection from remote carries an RFC 5626
+// flow with this Flow-Timer, and checks it from then on.
+func (s *Server) flowStarted(remote string, flowTimer time.Duration) {
+	s.connMu.Lock()
+	c := s.conns[remote]
+	s.connMu.Unlock()
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	first := c.flow == 0
+	c.flow = flowTimer
+	if first && c.check != nil {
+		c.check.Stop()
+	}
+	c.mu.Unlock()
+	if first {
+		s.armCheck(c, remote, 2*flowTimer)
 	}
 }
 

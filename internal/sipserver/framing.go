@@ -68,13 +68,15 @@ type framedConn struct {
 	grace   time.Duration
 
 	mu       sync.Mutex
-	lastRead time.Time     // guarded by mu
-	passed   int           // requests handed to sipgo; guarded by mu
-	answered int           // final responses written; guarded by mu
-	wrote    chan struct{} // signalled (without blocking) at each final response
-	authedAt time.Time     // last digest success on it, server clock; guarded by mu
-	check    clock.Timer   // the auth deadline's next check; guarded by mu
-	gone     bool          // closed; guarded by mu
+	lastRead time.Time        // on the server's clock (now); guarded by mu
+	now      func() time.Time // the server's clock; set before the first Read
+	flow     time.Duration    // the Flow-Timer of an RFC 5626 flow on it, or 0; guarded by mu
+	passed   int              // requests handed to sipgo; guarded by mu
+	answered int              // final responses written; guarded by mu
+	wrote    chan struct{}    // signalled (without blocking) at each final response
+	authedAt time.Time        // last digest success on it, server clock; guarded by mu
+	check    clock.Timer      // the auth deadline's next check; guarded by mu
+	gone     bool             // closed; guarded by mu
 }
 
 func newFramedConn(c net.Conn, observe framingObserver) *framedConn {
@@ -164,7 +166,9 @@ func (c *framedConn) Read(b []byte) (int, error) {
 		n, err := c.Conn.Read(b)
 		if n > 0 {
 			c.mu.Lock()
-			c.lastRead = time.Now()
+			if c.now != nil {
+				c.lastRead = c.now()
+			}
 			c.mu.Unlock()
 			c.acc = append(c.acc, b[:n]...)
 		}

@@ -79,6 +79,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	res.AppendHeader(sip.NewHeader("Contact", "<"+b.Contact+">;expires="+secs))
 	res.AppendHeader(sip.NewHeader("Expires", secs))
 	if wantsOutbound(req, contact) {
+		s.flowStarted(source, s.o.FlowTimer)
 		res.AppendHeader(sip.NewHeader("Require", "outbound"))
 		res.AppendHeader(sip.NewHeader("Flow-Timer", strconv.Itoa(int(s.o.FlowTimer/time.Second))))
 	}
