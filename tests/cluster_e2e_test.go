@@ -180,6 +180,12 @@ func TestClusterCrossNodeDeliveryAndReports(t *testing.T) {
 	ids := c.submitN(t, c.by["a"], 20, "cross")
 	// No clock advance: the doorbell did it, not the sweep.
 	waitAllReceived(t, ids, bob)
+	if v := metric(t, c.by["b"], "sealpost_cluster_doorbells_answered_total"); v < 1 {
+		t.Errorf("node b answered %v doorbells", v)
+	}
+	if v := metric(t, c.by["a"], "sealpost_cluster_doorbells_rung_total"); v < float64(len(ids)) {
+		t.Errorf("node a rang %v doorbells for %d messages", v, len(ids))
+	}
 	// Exactly once each (the order on the wire is checked by the
 	// single-node tests; this device records in handler order).
 	got := receivedIDs(bob)
@@ -228,6 +234,9 @@ func TestClusterDeviceMovesToAnotherNode(t *testing.T) {
 		}
 		return nil
 	})
+	if v := metric(t, c.by["b"], "sealpost_cluster_moved_connections_dropped_total"); v != 1 {
+		t.Errorf("node b dropped %v moved connections, want 1", v)
+	}
 	after := c.submitN(t, c.by["a"], 5, "after")
 	waitAllReceived(t, after, onC)
 
@@ -296,6 +305,9 @@ func TestClusterNATSOutageDeliversOnTheSweep(t *testing.T) {
 		}
 		return nil
 	})
+	if v := metric(t, c.by["b"], "sealpost_cluster_nats_connected"); v != 0 {
+		t.Errorf("sealpost_cluster_nats_connected = %v during the outage", v)
+	}
 	during := c.submitN(t, c.by["a"], 5, "outage")
 	// The doorbells are lost or held; the sweep finds the messages.
 	c.clock.Advance(clusterSweep)
@@ -310,6 +322,9 @@ func TestClusterNATSOutageDeliversOnTheSweep(t *testing.T) {
 		}
 		return nil
 	})
+	if v := metric(t, c.by["b"], "sealpost_cluster_nats_connected"); v != 1 {
+		t.Errorf("sealpost_cluster_nats_connected = %v after NATS came back", v)
+	}
 	// Doorbells again: delivered without a sweep.
 	after := c.submitN(t, c.by["a"], 5, "back")
 	waitAllReceived(t, after, bob)

@@ -76,6 +76,7 @@ type Options struct {
 // Node is this sealpostd's part in a cluster of nodes.
 type Node struct {
 	o    Options
+	m    *metrics
 	nc   *nats.Conn
 	subs []*nats.Subscription
 
@@ -126,7 +127,7 @@ func Start(o Options) (*Node, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &Node{o: o, ctx: ctx, cancel: cancel, held: map[string]held{}}
+	n := &Node{o: o, m: newMetrics(), ctx: ctx, cancel: cancel, held: map[string]held{}}
 	sctx, scancel := context.WithTimeout(ctx, time.Minute)
 	cleared, err := o.Store.ClearNode(sctx, o.Node)
 	scancel()
@@ -316,7 +317,9 @@ func (n *Node) MayDeliver(account string) bool {
 func (n *Node) Ring(account string) {
 	if err := n.nc.Publish(bellPrefix+SubjectID(account), []byte(account)); err != nil {
 		n.o.Log.Debug("doorbell not rung; the holder's sweep will deliver", "account", account, "err", err)
+		return
 	}
+	n.m.rung.Inc()
 }
 
 func (n *Node) announce(b store.Binding) {
@@ -332,6 +335,7 @@ func (n *Node) onBell(m *nats.Msg) {
 		return // not a doorbell we rang
 	}
 	if _, ok := n.o.Lookup(account); ok {
+		n.m.answered.Inc()
 		n.o.Kick(account)
 	}
 }
@@ -361,6 +365,7 @@ func (n *Node) superseded(account string, a announcement) {
 	n.held[account] = h
 	n.mu.Unlock()
 	n.o.Log.Info("the device registered on another node; dropping its old connection here", "account", account, "node", a.Node, "source", h.source)
+	n.m.dropped.Inc()
 	if err := n.o.Disconnect(h.source); err != nil {
 		n.o.Log.Warn("closing a superseded connection", "account", account, "source", h.source, "err", err)
 	}
@@ -396,6 +401,7 @@ func (n *Node) sweep() {
 // here: each pass renews the lease and lists what is due in the store.
 // Accounts whose registration ended are forgotten.
 func (n *Node) kickHeld() {
+	n.m.sweeps.Inc()
 	n.mu.Lock()
 	accounts := make([]string, 0, len(n.held))
 	for a, h := range n.held {

@@ -83,6 +83,10 @@ func (s *Server) startCluster() error {
 	if err != nil {
 		return err
 	}
+	if err := n.Register(s.metrics.Registry); err != nil {
+		n.Close()
+		return err
+	}
 	s.cluster = n
 	online, disconnected := s.registrar.OnOnline, s.registrar.OnDisconnect
 	s.registrar.OnOnline = func(account string) {

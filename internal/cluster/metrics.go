@@ -1,0 +1,63 @@
+package cluster
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics count what this node did in the cluster (per node, as every
+// sealpostd metric is).
+type metrics struct {
+	rung     prometheus.Counter // doorbells published
+	answered prometheus.Counter // doorbells for a device held here: kicked
+	sweeps   prometheus.Counter // sweeps of the held accounts
+	dropped  prometheus.Counter // connections dropped: the device moved to another node
+}
+
+func newMetrics() *metrics {
+	return &metrics{
+		rung: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_cluster_doorbells_rung_total",
+			Help: "Doorbells this node published for accounts whose device is not registered here.",
+		}),
+		answered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_cluster_doorbells_answered_total",
+			Help: "Doorbells for a device registered on this node, which started its delivery.",
+		}),
+		sweeps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_cluster_sweeps_total",
+			Help: "Sweeps of the accounts held here (on the timer and after each NATS reconnect).",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_cluster_moved_connections_dropped_total",
+			Help: "Connections this node closed because their device registered on another node.",
+		}),
+	}
+}
+
+// Register adds the node's metrics to reg: the counters above, whether it
+// is connected to NATS, and how many accounts' devices it holds.
+func (n *Node) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{
+		n.m.rung, n.m.answered, n.m.sweeps, n.m.dropped,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sealpost_cluster_nats_connected",
+			Help: "1 while this node is connected to NATS; 0 while delivery runs on the sweep alone.",
+		}, func() float64 {
+			if n.Connected() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sealpost_cluster_bindings_held",
+			Help: "Accounts whose device is bound to this node.",
+		}, func() float64 {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			return float64(len(n.held))
+		}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
