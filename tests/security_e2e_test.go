@@ -457,8 +457,8 @@ func TestOversizedExpectContinueRefusedFirst(t *testing.T) {
 }
 
 // A flood of idle TLS and half-open TCP connections from a few addresses,
-// with the limits lowered (40 in total, 16 reserved for newcomers, 16 per
-// address): each address stops at its cap, the flood stops short of the
+// with the limits lowered (40 in total, 16 reserved for newcomers, 16 SIP
+// and 8 HTTPS connections per address): each address stops at its cap, the flood stops short of the
 // total, and meanwhile a real device on another address
 // registers and receives, HTTPS logins work and /healthz answers. When the
 // auth deadline passes, the idle connections are closed and the device's
@@ -471,6 +471,35 @@ func TestConnectionFloodLeavesRoomForRealUsers(t *testing.T) {
 	}))
 	s.AddUser(t, "carol", "carol-pw")
 	s.AddUser(t, "bob", "bob-pw")
+
+	// HTTPS from one address: its cap of connections that send nothing.
+	httpsHeld := 0
+	var httpsConns []*tls.Conn
+	for range 12 {
+		conn, err := tls.DialWithDialer(loopbackDialer("127.0.0.8"), "tcp", strings.TrimPrefix(s.HTTPSURL, "https://"), s.TLSConfig())
+		if err != nil {
+			continue
+		}
+		httpsConns = append(httpsConns, conn)
+		httpsHeld++
+	}
+	if httpsHeld != limits.PerAddressHTTPS {
+		t.Fatalf("127.0.0.8 held %d HTTPS connections, want its cap %d", httpsHeld, limits.PerAddressHTTPS)
+	}
+	if n := metricValue(t, s, `sealpost_connections_refused_total{limit="address",listener="https"}`); n != float64(12-limits.PerAddressHTTPS) {
+		t.Fatalf("%v HTTPS connections refused, want %d", n, 12-limits.PerAddressHTTPS)
+	}
+	// (They go, so that the SIP flood below meets the numbers it expects
+	// whenever the server would time them out.)
+	for _, c := range httpsConns {
+		c.Close()
+	}
+	servertest.CheckFor(t, 10*time.Second, func() error {
+		if n := metricValue(t, s, `sealpost_connections_open{listener="https"}`); n != 0 {
+			return fmt.Errorf("%v HTTPS connections still open", n)
+		}
+		return nil
+	})
 
 	// Idle TLS connections from 127.0.0.2 and 127.0.0.5: each proves it
 	// is being read (an OPTIONS, which needs no login) and then idles.
