@@ -94,22 +94,33 @@ const clusterSweep = 5 * time.Minute
 
 // nodes is a cluster of sealpostd on one database.
 type nodes struct {
-	nats  *natsServer
-	clock *clock.Fake
-	by    map[string]*servertest.Server
-	token string // alice's, valid on every node (tokens are in the store)
+	nats      *natsServer
+	clock     *clock.Fake // nil: the real clock
+	by        map[string]*servertest.Server
+	token     string // alice's, valid on every node (tokens are in the store)
+	db        string // the store's URL
+	masterKey string // the master key file every node shares
 }
 
 func startNodes(t *testing.T, names ...string) *nodes {
 	t.Helper()
-	c := &nodes{nats: startNATS(t), clock: clock.NewFake(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)), by: map[string]*servertest.Server{}}
-	db := pgtest.NewDatabase(t)
-	masterKey := filepath.Join(t.TempDir(), "master.key")
+	return startNodesOn(t, clock.NewFake(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)), names...)
+}
+
+// startNodesOn starts the nodes on clk (nil: the real clock, for a test
+// that runs a node as a process beside them).
+func startNodesOn(t *testing.T, clk *clock.Fake, names ...string) *nodes {
+	t.Helper()
+	c := &nodes{nats: startNATS(t), clock: clk, by: map[string]*servertest.Server{}}
+	c.db = pgtest.NewDatabase(t)
+	c.masterKey = filepath.Join(t.TempDir(), "master.key")
 	for _, name := range names {
 		c.by[name] = servertest.Start(t, servertest.WithOptions(func(o *server.Options) {
-			o.StoreURL = db
-			o.MasterKeyFile = masterKey
-			o.Clock = c.clock
+			o.StoreURL = c.db
+			o.MasterKeyFile = c.masterKey
+			if clk != nil {
+				o.Clock = clk
+			}
 			o.SweepInterval = time.Hour
 			o.Cluster = server.ClusterOptions{NATSURL: c.nats.url(), Node: name, SweepInterval: clusterSweep}
 		}))
@@ -405,4 +416,44 @@ func TestClusterCrossNodeLatency(t *testing.T) {
 	})
 	cross := median(onB)
 	t.Logf("submit → received, median of 15 (including the submission's round trip): same node %v, across nodes %v", same.Round(time.Microsecond), cross.Round(time.Microsecond))
+}
+
+// TestClusterKill9OfANodeProcess: node B is a real sealpostd process,
+// killed with SIGKILL while it delivers; the device registers again on C
+// and every acknowledged message arrives.
+func TestClusterKill9OfANodeProcess(t *testing.T) {
+	bin := sealpostdBinary(t)
+	c := startNodesOn(t, nil, "a", "c")
+	dir := t.TempDir()
+	binaryStores.Store(dir, c.db) // the PostgreSQL pass of binaryEnv keeps the shared store
+	t.Setenv("SEALPOST_STORE", c.db)
+	t.Setenv("SEALPOST_MASTER_KEY", c.masterKey)
+	t.Setenv("SEALPOST_NATS", c.nats.url())
+	t.Setenv("SEALPOST_NODE", "b")
+	t.Setenv("SEALPOST_CLUSTER_SWEEP", clusterSweep.String())
+	b := startBinary(t, bin, dir)
+	onB := b.srv.NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, onB, false)
+	first := c.submitN(t, c.by["a"], 30, "first")
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		if n := len(onB.Received()); n < 5 {
+			return fmt.Errorf("bob received %d so far", n)
+		}
+		return nil
+	})
+	b.kill()
+	onB.Close()
+	more := c.submitN(t, c.by["a"], 10, "after the kill")
+	onC := c.by["c"].NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, onC, false)
+	all := append(slices.Clone(first), more...)
+	waitAllReceived(t, all, onB, onC)
+	n := resends(receivedIDs(onB, onC))
+	t.Logf("kill -9 of node b: %d acknowledged messages, all delivered, %d re-sent", len(all), n)
+	if n > len(first) {
+		t.Errorf("%d re-sends, more than the %d messages B could have had in flight", n, len(first))
+	}
+	for _, id := range all {
+		waitStatus(t, c.by["c"], c.token, id, "delivered")
+	}
 }
