@@ -457,3 +457,34 @@ func TestClusterKill9OfANodeProcess(t *testing.T) {
 		waitStatus(t, c.by["c"], c.token, id, "delivered")
 	}
 }
+
+// TestClusterMoveWhileDelivering: the device moves to C while B has
+// MESSAGEs on the old connection that will never be answered. B abandons
+// that delivery (nothing charged to the messages, as for roaming on one
+// node) and closes the connection; C delivers them all.
+func TestClusterMoveWhileDelivering(t *testing.T) {
+	c := startNodes(t, "a", "b", "c")
+	onB := c.by["b"].NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, onB, false)
+	onB.Stall() // takes the MESSAGEs, never answers
+	ids := c.submitN(t, c.by["a"], 3, "in flight")
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		if !c.by["b"].Queue().Busy("bob.smith") {
+			return fmt.Errorf("no delivery under way on B")
+		}
+		return nil
+	})
+	onC := c.by["c"].NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, onC, false)
+	waitAllReceived(t, ids, onC)
+	waitIdle(t, c.by["b"], "bob.smith")
+	if n := countLogs(c.by["b"], "abandoning the delivery here: the device registered on another node"); n != 1 {
+		t.Errorf("B logged %d abandoned deliveries, want 1", n)
+	}
+	if n := countLogs(c.by["b"], "delivery attempt failed"); n != 0 {
+		t.Errorf("the move was charged as %d failed attempts on B", n)
+	}
+	if n := resends(receivedIDs(onC)); n != 0 {
+		t.Errorf("%d re-sends on C", n)
+	}
+}

@@ -63,6 +63,9 @@ type Options struct {
 	// Disconnect closes the connection a device registered on here
 	// (sipserver.Disconnect): the device has moved to another node.
 	Disconnect func(source string) error
+	// Moved, if set, is called first (queue.Moved): the delivery under
+	// way on that connection is abandoned, not failed.
+	Moved func(account string)
 	// SweepInterval is how often the node kicks every account it holds,
 	// to deliver what a lost doorbell did not announce (default 15 s).
 	SweepInterval time.Duration
@@ -366,6 +369,9 @@ func (n *Node) superseded(account string, a announcement) {
 	n.mu.Unlock()
 	n.o.Log.Info("the device registered on another node; dropping its old connection here", "account", account, "node", a.Node, "source", h.source)
 	n.m.dropped.Inc()
+	if n.o.Moved != nil {
+		n.o.Moved(account)
+	}
 	if err := n.o.Disconnect(h.source); err != nil {
 		n.o.Log.Warn("closing a superseded connection", "account", account, "source", h.source, "err", err)
 	}

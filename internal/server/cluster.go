@@ -77,7 +77,7 @@ func (s *Server) startCluster() error {
 	n, err := cluster.Start(cluster.Options{
 		NATSURL: s.o.Cluster.NATSURL, Node: s.o.Cluster.Node,
 		Store: s.store.(store.Cluster), Kick: s.queue.Kick, Lookup: s.registrar.Lookup,
-		Disconnect: s.sip.Disconnect, SweepInterval: s.o.Cluster.SweepInterval,
+		Disconnect: s.sip.Disconnect, Moved: s.queue.Moved, SweepInterval: s.o.Cluster.SweepInterval,
 		Clock: s.o.Clock, Log: s.log.With("part", "cluster"),
 	})
 	if err != nil {
