@@ -171,7 +171,7 @@ func (c *config) serverOptions() server.Options {
 		DataDir: c.Data, HTTPSAddr: c.HTTPS, SIPAddr: c.SIP, AdminAddr: c.Admin, Domain: c.Domain,
 		CertFile: c.Cert, KeyFile: c.Key, StoreURL: c.Store, MasterKeyFile: c.MasterKey,
 		Expiry: c.Expiry, Retries: c.Retries, RetryInterval: c.RetryInterval, DrainTimeout: c.DrainTimeout, MaxPending: c.MaxPending,
-		KeyPeriod: c.KeyPeriod, TokenTTL: c.TokenTTL, FlowTimer: c.FlowTimer,
+		KeyPeriod: c.KeyPeriod, TokenTTL: c.TokenTTL, FlowTimer: c.FlowTimer, MinPasswordLength: c.MinPasswordLength,
 		Cluster: server.ClusterOptions{NATSURL: c.NATS, Node: c.Node, SweepInterval: c.ClusterSweep},
 	}
 	c.security.apply(&o)

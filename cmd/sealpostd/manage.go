@@ -9,7 +9,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sealpost/sealpost/internal/auth"
 	"github.com/sealpost/sealpost/internal/cli"
@@ -47,9 +46,8 @@ func (a *app) password() (pw string, generated bool, err error) {
 	if pw == "" {
 		return "", false, fmt.Errorf("--password-stdin: standard input held no password")
 	}
-	if n := utf8.RuneCountInString(pw); n < a.cfg.MinPasswordLength {
-		return "", false, fmt.Errorf("the password has %d characters; it needs at least %d (--min-password-length). "+
-			"Leave out --password-stdin for a generated one", n, a.cfg.MinPasswordLength)
+	if err := auth.CheckPasswordLength(pw, a.cfg.MinPasswordLength); err != nil {
+		return "", false, fmt.Errorf("%v (--min-password-length). Leave out --password-stdin for a generated one", err)
 	}
 	return pw, false, nil
 }

@@ -57,9 +57,9 @@ type Options struct {
 	// SetPassword changes an account's password and revokes its tokens
 	// (server.SetPassword); nil refuses password changes (see password.go).
 	SetPassword func(ctx context.Context, account, password string) error
-	// PasswordRule checks a new password; nil asks for at least
-	// DefaultMinPasswordLength characters.
-	PasswordRule func(password string) error
+	// MinPasswordLength is the shortest new password accepted, in
+	// characters (0: auth.DefaultMinPasswordLength), as for user passwd.
+	MinPasswordLength int
 }
 
 // API serves the HTTPS API.

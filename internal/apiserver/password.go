@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sealpost/sealpost/api"
 	"github.com/sealpost/sealpost/internal/auth"
@@ -35,11 +34,7 @@ func (a *API) changePassword(w http.ResponseWriter, r *http.Request) {
 		a.refuse(w, http.StatusUnprocessableEntity, api.CodeWeakPassword, `"new_password" is empty`)
 		return
 	}
-	rule := a.o.PasswordRule
-	if rule == nil {
-		rule = minPasswordLength
-	}
-	if err := rule(req.NewPassword); err != nil {
+	if err := auth.CheckPasswordLength(req.NewPassword, a.o.MinPasswordLength); err != nil {
 		a.refuse(w, http.StatusUnprocessableEntity, api.CodeWeakPassword, err.Error())
 		return
 	}
@@ -89,15 +84,4 @@ func (a *API) changePassword(w http.ResponseWriter, r *http.Request) {
 		res.SIPPort = a.o.SIPPort()
 	}
 	writeJSON(w, http.StatusOK, res)
-}
-
-// DefaultMinPasswordLength is the shortest new password accepted when
-// Options.PasswordRule is not set: sealpostd's default minimum.
-const DefaultMinPasswordLength = 12
-
-func minPasswordLength(pw string) error {
-	if n := utf8.RuneCountInString(pw); n < DefaultMinPasswordLength {
-		return fmt.Errorf("the new password has %d characters; it needs at least %d", n, DefaultMinPasswordLength)
-	}
-	return nil
 }

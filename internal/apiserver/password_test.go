@@ -39,12 +39,7 @@ func TestChangePassword(t *testing.T) {
 			calls++
 			return st.SetPassword(ctx, name, auth.HashPassword(pw), nil)
 		},
-		PasswordRule: func(pw string) error {
-			if len(pw) < 12 {
-				return errors.New("a password needs at least 12 characters")
-			}
-			return nil
-		},
+		MinPasswordLength: 15,
 	})
 	h := a.Handler()
 	change := func(tok, current, next string) (int, api.TokenResponse) {
@@ -71,6 +66,9 @@ func TestChangePassword(t *testing.T) {
 	}
 	if code, _ := change(tok, "wrong-password", "new-long-password"); code != http.StatusForbidden {
 		t.Errorf("wrong current password: %d", code)
+	}
+	if code, _ := change(tok, "old-password", "fourteen-chars"); code != http.StatusUnprocessableEntity {
+		t.Errorf("new password shorter than MinPasswordLength 15: %d", code)
 	}
 	if code, _ := change(tok, "old-password", "short"); code != http.StatusUnprocessableEntity {
 		t.Errorf("new password breaking the rule: %d", code)

@@ -10,9 +10,26 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
 )
+
+// DefaultMinPasswordLength is the shortest password sealpostd accepts
+// unless its --min-password-length says otherwise.
+const DefaultMinPasswordLength = 12
+
+// CheckPasswordLength refuses a password of fewer than min characters
+// (min <= 0: DefaultMinPasswordLength), saying how long it is and must be.
+func CheckPasswordLength(password string, min int) error {
+	if min <= 0 {
+		min = DefaultMinPasswordLength
+	}
+	if n := utf8.RuneCountInString(password); n < min {
+		return fmt.Errorf("the password has %d characters; it needs at least %d", n, min)
+	}
+	return nil
+}
 
 // Argon2id parameters (RFC 9106 second recommended option, lighter memory):
 // 64 MiB would make a burst of logins exhaust a small box, so 19 MiB with 2

@@ -72,6 +72,9 @@ type Options struct {
 	MinExpires     time.Duration // 60 s
 	MaxExpires     time.Duration // 3600 s
 	FlowTimer      time.Duration // keepalive interval for RFC 5626 outbound phones, 60 s
+	// MinPasswordLength bounds new passwords set over the API (user add
+	// and user passwd check the same setting); default 12 characters.
+	MinPasswordLength int
 	// LoginGuard bounds password guessing over HTTPS and SIP alike
 	// (internal/loginguard; zero values take its defaults).
 	LoginGuard loginguard.Settings
@@ -258,7 +261,7 @@ func (s *Server) Start() error {
 	s.api = apiserver.New(apiserver.Options{
 		Store: s.store, Queue: s.queue, Clock: o.Clock, Log: s.log.With("part", "api"),
 		Metrics: s.metrics, TokenTTL: o.TokenTTL, Domain: o.Domain, Guard: guard,
-		SetPassword: s.SetPassword, // POST /v1/account/password
+		SetPassword: s.SetPassword, MinPasswordLength: o.MinPasswordLength, // POST /v1/account/password
 		SIPPort: func() int {
 			_, port, _ := net.SplitHostPort(s.SIPAddr())
 			n, _ := strconv.Atoi(port)
