@@ -47,6 +47,8 @@ func main() {
 
 const usage = `usage:
   sealbench SCENARIO --spawn PATH/TO/sealpostd [--runs N] [flags]
+  sealbench relay --spawn PATH/TO/sealpostd --postgres postgres://… --nodes 2 [--nats nats://…] [flags]
+      two nodes on one PostgreSQL with NATS between them: submissions on one, devices on the other
   sealbench SCENARIO --https ADDR --sip ADDR --ca FILE --password-file FILE [--admin ADDR] [--pid N] [flags]
   sealbench setup --data DIR --accounts N [--domain NAME] [--password-file FILE]
   sealbench compare --spawn PATH/TO/sealpostd [--pairs 3] [--scenarios relay,latency,store,drain,memory] [flags]
@@ -99,6 +101,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&spawn, "spawn", "", "start this sealpostd binary on a fresh data folder for each run (instead of --https/--sip/--ca)")
 	fs.Var(&serverArgs, "server-arg", "extra argument for the spawned sealpostd (repeat for several)")
 	fs.StringVar(&s.Postgres, "postgres", "", "with --spawn: give each run's sealpostd a fresh database on this PostgreSQL as its --store (`postgres://USER@HOST:PORT/DB` of a database to connect to, as a role that may create databases); default the embedded SQLite store")
+	fs.IntVar(&s.Nodes, "nodes", 1, "relay with --spawn and --postgres: 2 starts two sealpostd on one fresh database with NATS between them; senders submit on one, the recipient devices register on the other")
+	fs.StringVar(&s.NATS, "nats", "", "with --nodes 2: the NATS the nodes use (`nats://HOST:PORT`); default a nats-server the tool starts on a free loopback port")
 	fs.IntVar(&runs, "runs", 1, "number of runs; with several, a table of median and spread follows (use with --spawn: each run needs a fresh server)")
 	fs.BoolVar(&asJSON, "json", false, "print the results as JSON instead of tables")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of sealbench itself to this file (go tool pprof), to see what the tool costs")
@@ -145,6 +149,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := s.Check(); err != nil {
 		return err
 	}
+	if s.Nodes > 1 && spawn == "" {
+		return errors.New("--nodes 2 needs --spawn: the tool starts the nodes")
+	}
 	if runs < 1 || runs > 20 {
 		return fmt.Errorf("--runs %d: want 1 to 20", runs)
 	}
@@ -182,6 +189,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			target = sp.Target
 			fmt.Fprintf(stderr, "sealbench: run %d of %d: %s pid %d on %s (https %s, sip %s)\n", i+1, runs, spawn, target.PID, sp.Dir, target.HTTPS, target.SIP)
+			for _, p := range sp.Peers {
+				fmt.Fprintf(stderr, "sealbench: run %d of %d: peer node pid %d on %s (https %s, sip %s)\n", i+1, runs, p.PID, p.Dir, p.HTTPS, p.SIP)
+			}
 		}
 		res, err := loadtest.Run(ctx, target, s, stderr)
 		if sp != nil {

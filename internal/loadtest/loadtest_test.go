@@ -202,6 +202,9 @@ func TestSettingsCheck(t *testing.T) {
 		"text too long":       func(s *Settings) { s.TextChars = 161 },
 		"steps not rising":    func(s *Settings) { s.Scenario = "connections"; s.Steps = []int{10, 5} },
 		"no senders":          func(s *Settings) { s.Senders = 0 },
+		"two nodes on SQLite": func(s *Settings) { s.Nodes = 2 },
+		"three nodes":         func(s *Settings) { s.Nodes, s.Postgres = 3, "postgres://x@127.0.0.1/db" },
+		"two nodes, store":    func(s *Settings) { s.Scenario, s.Nodes, s.Postgres = "store", 2, "postgres://x@127.0.0.1/db" },
 	} {
 		s := Defaults("relay")
 		f(&s)

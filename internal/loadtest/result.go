@@ -260,6 +260,9 @@ func formatValue(v float64, unit string) string {
 func (s *Settings) describe() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "via=%s", s.Via)
+	if s.Nodes > 1 {
+		fmt.Fprintf(&b, " nodes=%d", s.Nodes)
+	}
 	switch s.Scenario {
 	case "relay", "store", "mixed":
 		fmt.Fprintf(&b, " recipients=%d senders=%d", s.Recipients, s.Senders)

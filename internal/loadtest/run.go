@@ -34,6 +34,12 @@ type Target struct {
 	PID int
 	// Password is the password of every bench account.
 	Password string
+	// DeviceSIP, if set, is where the recipient devices of relay register
+	// (another node of a cluster); senders still use SIP and HTTPS.
+	DeviceSIP string
+	// PeerPIDs are the processes of the other nodes of a cluster, whose
+	// CPU and memory count as the server's too.
+	PeerPIDs []int
 }
 
 // Run runs one scenario against t and returns its result. log receives
@@ -45,7 +51,7 @@ func Run(ctx context.Context, t Target, s Settings, log io.Writer) (*Result, err
 	if log == nil {
 		log = io.Discard
 	}
-	for _, a := range []string{t.HTTPS, t.SIP, t.Admin} {
+	for _, a := range []string{t.HTTPS, t.SIP, t.Admin, t.DeviceSIP} {
 		if err := checkLoopback(a); err != nil {
 			return nil, err
 		}
@@ -74,6 +80,13 @@ func Run(ctx context.Context, t Target, s Settings, log io.Writer) (*Result, err
 	if err != nil {
 		return nil, fmt.Errorf("the server process for /proc figures: %w", err)
 	}
+	for _, pid := range t.PeerPIDs {
+		peer, err := processTree(pid)
+		if err != nil {
+			return nil, fmt.Errorf("a peer node's process for /proc figures: %w", err)
+		}
+		pids = append(pids, peer...)
+	}
 	pem, err := os.ReadFile(t.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading the CA file: %w", err)
@@ -101,9 +114,16 @@ func Run(ctx context.Context, t Target, s Settings, log io.Writer) (*Result, err
 	for i := range r.lastSeq {
 		r.lastSeq[i] = map[int]int{}
 	}
-	r.dev = &deviceConfig{
-		sipAddr: t.SIP, domain: t.Domain, tls: r.tls, sources: r.src, expires: 3600,
-		keepalive: s.Keepalive, reports: s.Reports, timeout: s.Timeout, onMessage: r.onMessage,
+	devConfig := func(sipAddr string) *deviceConfig {
+		return &deviceConfig{
+			sipAddr: sipAddr, domain: t.Domain, tls: r.tls, sources: r.src, expires: 3600,
+			keepalive: s.Keepalive, reports: s.Reports, timeout: s.Timeout, onMessage: r.onMessage,
+		}
+	}
+	r.dev = devConfig(t.SIP)
+	r.recipientDev = r.dev
+	if t.DeviceSIP != "" {
+		r.recipientDev = devConfig(t.DeviceSIP)
 	}
 	defer r.closeAll()
 	switch s.Scenario {
@@ -164,9 +184,12 @@ type run struct {
 	log  io.Writer
 	src  *sources
 	dev  *deviceConfig
-	tls  *tls.Config
-	res  *Result
-	text string
+	// recipientDev is dev, or for a cluster (Target.DeviceSIP) the same on
+	// the node the recipient devices register on.
+	recipientDev *deviceConfig
+	tls          *tls.Config
+	res          *Result
+	text         string
 
 	sent               sentTable
 	submitLat, arrival latencies
@@ -387,11 +410,20 @@ func (r *run) finish() {
 	r.res.ArrivalLatency = r.arrival.summary()
 	r.res.Errors = r.errs.snapshot()
 	r.res.Pings, r.res.Pongs = r.dev.pings.Load(), r.dev.pongs.Load()
+	if r.recipientDev != r.dev {
+		r.res.Pings += r.recipientDev.pings.Load()
+		r.res.Pongs += r.recipientDev.pongs.Load()
+	}
 }
 
 // connect opens and registers the device of account i.
 func (r *run) connect(ctx context.Context, i int) (*device, error) {
-	d, err := r.dev.dial(ctx, r.s.AccountName(i), r.t.Password)
+	return r.connectTo(ctx, r.dev, i)
+}
+
+// connectTo registers account i's device with the settings c.
+func (r *run) connectTo(ctx context.Context, c *deviceConfig, i int) (*device, error) {
+	d, err := c.dial(ctx, r.s.AccountName(i), r.t.Password)
 	if err != nil {
 		return nil, err
 	}
@@ -409,9 +441,14 @@ func (r *run) connect(ctx context.Context, i int) (*device, error) {
 // Concurrency registrations in parallel. Failures are counted by kind and
 // leave a nil entry.
 func (r *run) connectAll(ctx context.Context, from, to int) []*device {
+	return r.connectAllTo(ctx, r.dev, from, to)
+}
+
+// connectAllTo is connectAll with the device settings c.
+func (r *run) connectAllTo(ctx context.Context, c *deviceConfig, from, to int) []*device {
 	out := make([]*device, to-from)
 	r.parallel(ctx, to-from, func(k int) {
-		d, err := r.connect(ctx, from+k)
+		d, err := r.connectTo(ctx, c, from+k)
 		if err != nil {
 			r.errs.add("register:"+errorKind(err), 1)
 			return

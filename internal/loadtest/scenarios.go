@@ -63,7 +63,7 @@ func (r *run) sendAll(ctx, sendCtx context.Context, subs []submitter, firstSende
 func (r *run) relay(ctx context.Context) error {
 	s := r.s
 	r.logf("relay: registering %d recipient devices", s.Recipients)
-	devs := r.connectAll(ctx, 0, s.Recipients)
+	devs := r.connectAllTo(ctx, r.recipientDev, 0, s.Recipients)
 	if n := r.errs.total(); n > 0 {
 		return fmt.Errorf("relay: %d of %d recipient devices failed to register: %v", n, s.Recipients, r.errs.snapshot())
 	}

@@ -84,6 +84,14 @@ type Settings struct {
 	// on which every spawned sealpostd gets a fresh database of its own as
 	// its --store, dropped when it stops. Empty: the embedded SQLite store.
 	Postgres string `json:"postgres,omitempty"`
+	// Nodes is how many sealpostd a spawned relay runs on (0 or 1: one):
+	// with 2, senders submit on one node and the recipient devices
+	// register on the other, on one Postgres database with NATS between
+	// them, so every message crosses nodes.
+	Nodes int `json:"nodes,omitempty"`
+	// NATS is the NATS URL of the nodes (Nodes > 1); empty: the tool
+	// starts a nats-server of its own on a free loopback port.
+	NATS string `json:"nats,omitempty"`
 }
 
 // Defaults returns the settings a scenario runs with unless told otherwise.
@@ -133,6 +141,12 @@ func (s *Settings) Check() error {
 		return fmt.Errorf("--timeout and --concurrency must be positive")
 	case s.Rate < 0:
 		return fmt.Errorf("--rate must not be negative")
+	case s.Nodes < 0 || s.Nodes > 2:
+		return fmt.Errorf("--nodes %d: want 1 or 2", s.Nodes)
+	case s.Nodes == 2 && s.Scenario != "relay":
+		return fmt.Errorf("--nodes 2 is for relay (submissions on one node, devices on the other), not %s", s.Scenario)
+	case s.Nodes == 2 && s.Postgres == "":
+		return fmt.Errorf("--nodes 2 needs --postgres: the nodes share one PostgreSQL database")
 	case len(s.Sources) == 0:
 		return fmt.Errorf("--sources: give at least one local address")
 	}

@@ -59,13 +59,24 @@ type Spawned struct {
 	cmd       *exec.Cmd
 	log       *os.File
 	exited    chan error // receives the result of cmd.Wait
+	// Peers are the other nodes of a cluster (Settings.Nodes), stopped
+	// before this one: they use its certificate and master key.
+	Peers []*Spawned
+	// nats is the nats-server the tool started for the cluster, if any.
+	nats *natsProcess
 }
 
 // Spawn provisions a fresh data folder with the accounts s needs and
 // starts the sealpostd binary bin on free loopback ports, with extra
 // arguments after the tool's own. It returns once the server answers
 // /readyz.
+//
+// With s.Nodes of 2 it starts two nodes on one fresh PostgreSQL database
+// and a NATS between them (see spawnCluster).
 func Spawn(ctx context.Context, bin string, s *Settings, domain string, extra []string, progress io.Writer) (*Spawned, error) {
+	if s.Nodes > 1 {
+		return spawnCluster(ctx, bin, s, domain, extra, progress)
+	}
 	dir, err := os.MkdirTemp("", "sealbench-*")
 	if err != nil {
 		return nil, err
@@ -103,37 +114,50 @@ func Spawn(ctx context.Context, bin string, s *Settings, domain string, extra []
 		args = append(args, "--max-pending", strconv.Itoa(max(1000, s.Messages)))
 	}
 	args = append(args, extra...)
-	sp.log, err = os.OpenFile(filepath.Join(dir, "sealpostd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
+	if err := sp.start(ctx, bin, args); err != nil {
 		return fail(err)
+	}
+	return sp, nil
+}
+
+// start runs bin with args, its output in the data folder's
+// sealpostd.log, and returns once it answers /readyz on sp.Admin and has
+// written its certificate (sp.CAFile, default cert.pem in the data folder).
+func (sp *Spawned) start(ctx context.Context, bin string, args []string) error {
+	var err error
+	sp.log, err = os.OpenFile(filepath.Join(sp.Dir, "sealpostd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
 	}
 	sp.cmd = exec.Command(bin, args...)
 	sp.cmd.Stdout, sp.cmd.Stderr = sp.log, sp.log
 	if err := sp.cmd.Start(); err != nil {
-		return fail(fmt.Errorf("starting %s: %w", bin, err))
+		sp.cmd = nil
+		return fmt.Errorf("starting %s: %w", bin, err)
 	}
 	sp.PID = sp.cmd.Process.Pid
-	sp.CAFile = filepath.Join(dir, "cert.pem")
+	if sp.CAFile == "" { // else given with --cert
+		sp.CAFile = filepath.Join(sp.Dir, "cert.pem")
+	}
 	sp.exited = make(chan error, 1)
 	go func() { sp.exited <- sp.cmd.Wait() }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if ready(ctx, "http://"+sp.Admin+"/readyz") {
 			if _, err := os.Stat(sp.CAFile); err == nil {
-				break
+				return nil
 			}
 		}
 		select {
 		case err := <-sp.exited:
 			sp.cmd = nil
-			return fail(fmt.Errorf("%s exited before it was ready (%v); its log is %s", bin, err, sp.log.Name()))
+			return fmt.Errorf("%s exited before it was ready (%v); its log is %s", bin, err, sp.log.Name())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fail(fmt.Errorf("%s not ready on %s after 30 s; its log is %s", bin, sp.Admin, sp.log.Name()))
+			return fmt.Errorf("%s not ready on %s after 30 s; its log is %s", bin, sp.Admin, sp.log.Name())
 		}
 	}
-	return sp, nil
 }
 
 func ready(ctx context.Context, url string) bool {
@@ -152,6 +176,12 @@ func ready(ctx context.Context, url string) bool {
 // data folder.
 func (sp *Spawned) Stop() error {
 	var err error
+	for _, p := range sp.Peers {
+		if e := p.Stop(); e != nil && err == nil {
+			err = e
+		}
+	}
+	sp.Peers = nil
 	if sp.cmd != nil && sp.cmd.Process != nil {
 		_ = sp.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -174,6 +204,10 @@ func (sp *Spawned) Stop() error {
 		if e := os.RemoveAll(sp.Dir); e != nil && err == nil {
 			err = e
 		}
+	}
+	if sp.nats != nil {
+		sp.nats.stop()
+		sp.nats = nil
 	}
 	if sp.dropStore != nil {
 		if e := sp.dropStore(); e != nil && err == nil {
