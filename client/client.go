@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sealpost/sealpost/internal/clock"
@@ -59,7 +60,7 @@ type Notifier interface {
 type Core struct {
 	home     string
 	clock    clock.Clock
-	settings Settings
+	settings atomic.Pointer[Settings] // in force; ApplySettings replaces it
 	prof     profile
 	caPEM    []byte
 	db       *db
@@ -104,9 +105,10 @@ func Open(o Options) (*Core, error) {
 		return nil, err
 	}
 	c := &Core{
-		home: o.Home, clock: o.Clock, settings: settings, prof: prof, caPEM: caPEM,
+		home: o.Home, clock: o.Clock, prof: prof, caPEM: caPEM,
 		db: d, notifier: o.Notifier, logf: o.Logf, subs: map[int]chan Event{},
 	}
+	c.settings.Store(&settings)
 	if c.clock == nil {
 		c.clock = clock.Real{}
 	}
@@ -148,13 +150,31 @@ func (c *Core) Account() string { return c.prof.Account }
 func (c *Core) Server() string { return c.prof.Server }
 
 // Settings returns the settings in force.
-func (c *Core) Settings() Settings { return c.settings }
+func (c *Core) Settings() Settings { return c.cfg() }
+
+func (c *Core) cfg() Settings { return *c.settings.Load() }
+
+// ApplySettings checks s, writes it to the profile and puts it in force at
+// once: the validity sweep runs again under it, and the next attempt, round
+// and notification follow it (a SIP session takes its keepalive settings
+// when it starts).
+func (c *Core) ApplySettings(s Settings) error {
+	if err := s.Check(); err != nil {
+		return err
+	}
+	if err := saveSettings(c.home, s); err != nil {
+		return err
+	}
+	c.settings.Store(&s)
+	c.sweeper.kick()
+	return nil
+}
 
 // Home is the profile folder.
 func (c *Core) Home() string { return c.home }
 
 // SaveSettings writes s as the profile's settings. A running Core keeps the
-// settings it was opened with.
+// settings it was opened with (ApplySettings changes those too).
 func SaveSettings(home string, s Settings) error { return saveSettings(home, s) }
 
 // LoadSettings reads the profile's settings (defaults where unset).
@@ -176,7 +196,7 @@ func (c *Core) Send(ctx context.Context, to, text string) (Message, error) {
 	if err := message.CheckText(text); err != nil {
 		return Message{}, err
 	}
-	r, err := c.db.addOutgoing(ctx, message.NewID(), to, text, c.clock.Now(), c.settings.RoundAttempts)
+	r, err := c.db.addOutgoing(ctx, message.NewID(), to, text, c.clock.Now(), c.cfg().RoundAttempts)
 	if err != nil {
 		return Message{}, err
 	}
@@ -237,7 +257,7 @@ const (
 // Trigger starts a new round for every message waiting after a failed
 // round. The core fires it itself on registration, keepalive and Send.
 func (c *Core) Trigger(ctx context.Context, why string) {
-	n, err := c.db.newRound(ctx, c.settings.RoundAttempts, c.clock.Now())
+	n, err := c.db.newRound(ctx, c.cfg().RoundAttempts, c.clock.Now())
 	if err != nil {
 		c.logf("trigger %s: %v", why, err)
 		return

@@ -93,7 +93,7 @@ func (o *outbox) pass(ctx context.Context) (int, error) {
 	defer o.passMu.Unlock()
 	defer o.signal()
 	c := o.c
-	s := c.settings
+	s := c.cfg()
 	now := c.clock.Now()
 	rows, err := c.db.sending(ctx)
 	if err != nil {
@@ -172,7 +172,7 @@ func (o *outbox) expireOverdue(ctx context.Context) error {
 		o.mu.Lock()
 		busy := o.inflight[r.Peer]
 		o.mu.Unlock()
-		if !busy && !now.Before(r.CreatedAt.Add(time.Duration(o.c.settings.QueueLifetime))) {
+		if !busy && !now.Before(r.CreatedAt.Add(time.Duration(o.c.cfg().QueueLifetime))) {
 			o.giveUp(ctx, r)
 		}
 	}
@@ -183,7 +183,7 @@ func (o *outbox) expireOverdue(ctx context.Context) error {
 // "Send error" notification, and it leaves the queue.
 func (o *outbox) giveUp(ctx context.Context, r row) {
 	c := o.c
-	reason := fmt.Sprintf("not accepted by the server within %s after %d attempt(s)", time.Duration(c.settings.QueueLifetime), r.Attempts)
+	reason := fmt.Sprintf("not accepted by the server within %s after %d attempt(s)", time.Duration(c.cfg().QueueLifetime), r.Attempts)
 	if r.LastError != "" {
 		reason += "; last error: " + r.LastError
 	}
@@ -213,7 +213,7 @@ func (o *outbox) attempt(ctx context.Context, r row) {
 		o.signal()
 		o.kick()
 	}()
-	actx, cancel := withClockTimeout(ctx, c.clock, time.Duration(c.settings.AttemptTimeout))
+	actx, cancel := withClockTimeout(ctx, c.clock, time.Duration(c.cfg().AttemptTimeout))
 	res, err := c.sub.submit(actx, api.SubmitRequest{ID: r.ID, To: r.Peer, Text: r.Text})
 	if err != nil && actx.Err() != nil && ctx.Err() == nil {
 		err = context.Cause(actx)

@@ -68,7 +68,7 @@ func (c *Core) handleSIP(req *sip.Request) (int, string) {
 	// Who and what, as a phone shows it ("alice: Hello Bob 👋"), unless
 	// the user hides texts from notifications (notify_text false).
 	body := text
-	if !c.settings.NotifyText {
+	if !c.cfg().NotifyText {
 		body = "New message"
 	}
 	c.notify(peer, body)

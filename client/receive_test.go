@@ -245,3 +245,35 @@ func TestStoreFilesArePrivate(t *testing.T) {
 		}
 	}
 }
+
+// TestApplySettingsTakesEffectAtOnce: a shorter validity applied to a
+// running core erases a text now past it, without a restart, and is saved.
+func TestApplySettingsTakesEffectAtOnce(t *testing.T) {
+	r := newRig(t, func(s *Settings) { s.Validity = Duration(72 * time.Hour) })
+	r.srv.answer = enqueued(r.clk)
+	m := r.send("bob", "short-lived")
+	r.clk.Advance(2 * time.Hour)
+	if row := r.status(m.ID); row.Erased {
+		t.Fatalf("erased before its validity: %+v", row)
+	}
+	s := r.c.Settings()
+	s.Validity = Duration(time.Hour)
+	if err := r.c.ApplySettings(s); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return r.status(m.ID).Erased })
+	saved, err := LoadSettings(r.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(saved.Validity) != time.Hour {
+		t.Fatalf("saved validity %s", saved.Validity)
+	}
+	s.Validity = 0
+	if err := r.c.ApplySettings(s); err == nil {
+		t.Fatal("a zero validity was applied")
+	}
+	if time.Duration(r.c.Settings().Validity) != time.Hour {
+		t.Fatalf("a refused setting changed the one in force: %s", r.c.Settings().Validity)
+	}
+}

@@ -33,7 +33,7 @@ func (c *Core) setOnline(v bool) {
 // come back in the same second) and starts again at ReconnectMin once a
 // registration succeeded.
 func (c *Core) runSession(ctx context.Context) {
-	s := c.settings
+	s := c.cfg()
 	backoff := time.Duration(s.ReconnectMin)
 	for {
 		registered, err := c.sessionOnce(ctx)
@@ -76,7 +76,7 @@ func reconnectWait(backoff time.Duration) time.Duration {
 // sessionOnce dials, registers and keeps the flow alive until it fails. It
 // reports whether it got registered.
 func (c *Core) sessionOnce(ctx context.Context) (bool, error) {
-	s := c.settings
+	s := c.cfg()
 	conf, err := tlsConfig(c.caPEM, hostOf(c.prof.SIPAddr))
 	if err != nil {
 		return false, err

@@ -62,12 +62,12 @@ func (s *sweeper) run(ctx context.Context) {
 // sweep erases every text past its validity now.
 func (s *sweeper) sweep(ctx context.Context) error {
 	c := s.c
-	if c.settings.Persistent {
+	if c.cfg().Persistent {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, err := c.db.eraseBefore(ctx, c.clock.Now().Add(-time.Duration(c.settings.Validity)))
+	n, err := c.db.eraseBefore(ctx, c.clock.Now().Add(-time.Duration(c.cfg().Validity)))
 	if err != nil {
 		return err
 	}
@@ -87,7 +87,7 @@ func (s *sweeper) sweep(ctx context.Context) error {
 // arm sets the timer for the oldest text still kept.
 func (s *sweeper) arm(ctx context.Context) error {
 	c := s.c
-	if c.settings.Persistent {
+	if c.cfg().Persistent {
 		return nil
 	}
 	oldest, err := c.db.oldestUnerased(ctx)
@@ -107,7 +107,7 @@ func (s *sweeper) arm(ctx context.Context) error {
 	case oldest.IsZero():
 		return nil
 	default:
-		d = max(oldest.Add(time.Duration(c.settings.Validity)).Sub(c.clock.Now()), 0)
+		d = max(oldest.Add(time.Duration(c.cfg().Validity)).Sub(c.clock.Now()), 0)
 	}
 	s.timer = c.clock.AfterFunc(d, s.kick)
 	return nil

@@ -45,7 +45,7 @@ type contactView struct {
 
 type settingsView struct {
 	InForce  client.Settings // what the running core uses
-	Saved    client.Settings // what the profile holds (used at the next start)
+	Saved    client.Settings // what the profile holds (sealpost settings may have changed it)
 	Validity string
 	Done     bool
 	Error    string
@@ -285,14 +285,12 @@ func (u *UI) showSettings(w http.ResponseWriter, r *http.Request, done bool, pro
 	u.render(w, "page", p)
 }
 
-// saveSettings writes validity, "persistent messages" and whether
-// notifications show the text to the profile,
-// with the core's own checks (Settings.Set).
+// saveSettings puts validity, "persistent messages" and whether
+// notifications show the text in force at once and writes them to the
+// profile, with the core's own checks (Settings.Set, ApplySettings).
 func (u *UI) saveSettings(w http.ResponseWriter, r *http.Request) {
-	s, err := client.LoadSettings(u.core.Home())
-	if err == nil {
-		err = s.Set("validity", strings.TrimSpace(r.PostFormValue("validity")))
-	}
+	s := u.core.Settings()
+	err := s.Set("validity", strings.TrimSpace(r.PostFormValue("validity")))
 	if err == nil {
 		err = s.Set("persistent", fmt.Sprint(r.PostFormValue("persistent") == "on"))
 	}
@@ -300,7 +298,7 @@ func (u *UI) saveSettings(w http.ResponseWriter, r *http.Request) {
 		err = s.Set("notify_text", fmt.Sprint(r.PostFormValue("notify_text") == "on"))
 	}
 	if err == nil {
-		err = client.SaveSettings(u.core.Home(), s)
+		err = u.core.ApplySettings(s)
 	}
 	if err != nil {
 		u.showSettings(w, r, false, err.Error())

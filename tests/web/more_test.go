@@ -48,8 +48,8 @@ func TestExpiredTextIsReplaced(t *testing.T) {
 }
 
 // TestSettingsPage: validity, "persistent messages" and the text in
-// notifications are saved to the profile with the core's own checks; a
-// wrong value is explained.
+// notifications are saved to the profile with the core's own checks and
+// are in force at once; a wrong value is explained.
 func TestSettingsPage(t *testing.T) {
 	srv := servertest.Start(t)
 	alice := newDevice(t, srv, "alice")
@@ -74,6 +74,9 @@ func TestSettingsPage(t *testing.T) {
 	}
 	if time.Duration(s.Validity) != 24*time.Hour || !s.Persistent || s.NotifyText {
 		t.Errorf("saved validity %s, persistent %v, notify_text %v", s.Validity, s.Persistent, s.NotifyText)
+	}
+	if now := alice.core.Settings(); time.Duration(now.Validity) != 24*time.Hour || !now.Persistent || now.NotifyText {
+		t.Errorf("the running core still uses validity %s, persistent %v, notify_text %v", now.Validity, now.Persistent, now.NotifyText)
 	}
 	if !eval[bool](t, ctx, `document.getElementById("persistent").checked`) {
 		t.Errorf("the page does not show persistent messages on")
