@@ -71,6 +71,7 @@ func spawnCluster(ctx context.Context, bin string, s *Settings, domain string, e
 		node.HTTPS, node.SIP, node.Admin = ports[0], ports[1], ports[2]
 		args := append([]string{"--data", node.Dir, "--https", node.HTTPS, "--sip", node.SIP, "--admin", node.Admin,
 			"--node", string(rune('a' + i))}, shared...)
+		args = append(args, connectionArgs(s.Accounts())...)
 		if i > 0 {
 			args = append(args, "--master-key", filepath.Join(dir, "master.key"),
 				"--cert", filepath.Join(dir, "cert.pem"), "--key", filepath.Join(dir, "key.pem"))

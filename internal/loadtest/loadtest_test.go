@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -278,5 +279,26 @@ func TestProc(t *testing.T) {
 	}
 	if _, err := readProc(1 << 30); err == nil {
 		t.Errorf("a process that does not exist: no error")
+	}
+}
+
+// TestConnectionArgsLiftTheCaps: a run's accounts all connect from a few
+// loopback addresses, so the spawned server's per-address caps (256 SIP,
+// 64 HTTPS by default) must hold all of them; at the default cap 744 of
+// 1,000 relay devices failed to register.
+func TestConnectionArgsLiftTheCaps(t *testing.T) {
+	args := connectionArgs(1064)
+	got := map[string]int{}
+	for i := 0; i+1 < len(args); i += 2 {
+		n, err := strconv.Atoi(args[i+1])
+		if err != nil {
+			t.Fatalf("%s %q: %v", args[i], args[i+1], err)
+		}
+		got[args[i]] = n
+	}
+	for _, flag := range []string{"--max-connections-per-address-sip", "--max-connections-per-address-https"} {
+		if got[flag] < 1064 {
+			t.Errorf("%s = %d, below the run's 1,064 accounts", flag, got[flag])
+		}
 	}
 }

@@ -106,6 +106,7 @@ func Spawn(ctx context.Context, bin string, s *Settings, domain string, extra []
 	}
 	sp.HTTPS, sp.SIP, sp.Admin = ports[0], ports[1], ports[2]
 	args := []string{"--data", dir, "--https", sp.HTTPS, "--sip", sp.SIP, "--admin", sp.Admin, "--domain", domain}
+	args = append(args, connectionArgs(s.Accounts())...)
 	if storeURL != "" {
 		args = append(args, "--store", storeURL)
 	}
@@ -238,4 +239,12 @@ func freePorts(n int) ([]string, error) {
 		out = append(out, l.Addr().String())
 	}
 	return out, nil
+}
+
+// connectionArgs lifts the server's per-address connection caps, sized for
+// phones behind one NAT, to what a run opens from its few loopback
+// addresses: each account holds at most one SIP and one HTTPS connection.
+func connectionArgs(accounts int) []string {
+	n := strconv.Itoa(accounts + 64)
+	return []string{"--max-connections-per-address-sip", n, "--max-connections-per-address-https", n}
 }
