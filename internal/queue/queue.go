@@ -22,7 +22,11 @@
 // back as it was (release). When a try fails, the message that failed
 // first on the wire is the one charged: the others in flight with it
 // failed because of it (a device that drops its connection on one message
-// fails everything behind it). What it is charged: a try the device
+// fails everything behind it). But when several went unanswered and none
+// was refused, the culprit is unknown (the first may even have reached the
+// device, its 200 lost in the drop): none is charged, and the next passes
+// put one MESSAGE at a time on the wire until a pass ends cleanly
+// (run.careful), so each failure is then the message's own. What it is charged: a try the device
 // refused always counts; one that got no answer (timeout, connection lost)
 // counts once per registration, so a device out of reach but still
 // registered does not use up the message's budget by itself (see
@@ -43,7 +47,7 @@
 // message goes out at once.)
 //
 // A connection that closes under a pass (Disconnected) ends it at once:
-// what was on the wire failed, and the first of it is charged.
+// what was on the wire failed, and is charged as above.
 //
 // Roaming: a registration on another connection abandons the pass under
 // way on the old one at once. Its messages count as not delivered and not
@@ -265,6 +269,14 @@ type run struct {
 	// (timeout, connection lost) since the device registered: such a try
 	// counts against a message's budget once per registration.
 	unanswered map[store.Key]bool
+	// careful: a pass ended with several MESSAGEs unanswered (the
+	// connection dropped or timed out under them), so which one caused it
+	// is not known, and the first on the wire may even have reached the
+	// device with its 200 lost. None is charged; the next passes put one
+	// MESSAGE at a time on the wire, so a failure is that message's own,
+	// until a pass ends without one. In memory: a restart forgets it, and
+	// the worst that costs is one more uncharged drop.
+	careful bool
 	// retryAt caches the NextAttempt stored for the message whose
 	// failure ended the last pass: no pass before it, so nothing
 	// overtakes that message while it waits.

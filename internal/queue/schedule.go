@@ -31,6 +31,25 @@ func blame(failures []*result) *result {
 	return c
 }
 
+// unclearBlame reports whether a pass's failures leave the culprit
+// unknown: more than one MESSAGE on the wire failed and none was refused
+// (a refusal is a message's own). A device that drops its connection on
+// one message fails everything then unanswered, including earlier ones
+// whose 200 it sent but the server never read.
+func unclearBlame(failures []*result) bool {
+	sent := 0
+	for _, f := range failures {
+		if !f.sent {
+			continue
+		}
+		if failureReason(f.err) == "rejected" {
+			return false
+		}
+		sent++
+	}
+	return sent > 1
+}
+
 // charged is what recordFailure decided about a failed message.
 type charged struct {
 	parked   bool // the message used up its budget

@@ -42,6 +42,7 @@ func (q *Queue) pass(account string) time.Duration {
 	r.direct = nil
 	registered := r.registered
 	r.registered = false
+	careful := r.careful
 	q.mu.Unlock()
 	if q.isDraining() {
 		return 0
@@ -88,7 +89,7 @@ func (q *Queue) pass(account string) time.Duration {
 		lctx, stopListing = context.WithCancel(ctx)
 		windows = q.listAhead(lctx, account)
 	}
-	end := q.send(ctx, b, windows)
+	end := q.send(ctx, b, windows, careful)
 	stopListing()
 	unsent := end.unsent
 	for l := range windows { // the lister stops; a window it handed over but send never took
@@ -101,15 +102,28 @@ func (q *Queue) pass(account string) time.Duration {
 	if !abandoned {
 		culprit = blame(end.failures)
 	}
+	unclear := culprit != nil && !careful && unclearBlame(end.failures)
 	for _, f := range end.failures {
-		if f != culprit {
-			unsent = append(unsent, f.it) // failed because of the culprit
+		if f != culprit || unclear {
+			unsent = append(unsent, f.it) // failed because of the culprit, or no one is to blame
 		}
 	}
 	q.release(unsent)
+	if !abandoned {
+		q.mu.Lock()
+		r.careful = unclear || (careful && culprit != nil)
+		q.mu.Unlock()
+	}
 	switch {
 	case abandoned:
 		return 0
+	case unclear:
+		q.o.Log.Info("delivery failed with several MESSAGEs unanswered; none is charged, the next passes send one at a time",
+			"to", account, "unanswered", len(end.failures), "reason", failureReason(culprit.err))
+		if q.o.Metrics != nil {
+			q.o.Metrics.DeliveryFailed.WithLabelValues(failureReason(culprit.err)).Inc()
+		}
+		return q.failed(account, charged{next: now.Add(q.o.RetryInterval)})
 	case culprit != nil:
 		return q.failed(account, q.recordFailure(account, *culprit, now))
 	case end.storeFailed || end.markErr != nil:
@@ -177,8 +191,12 @@ type passEnd struct {
 // Sealpost client shows a conversation in submission order whatever the
 // arrival order (client/history.go), a plain SIP phone shows the retried
 // one last.
-func (q *Queue) send(ctx context.Context, b registrar.Binding, windows <-chan listed) passEnd {
+func (q *Queue) send(ctx context.Context, b registrar.Binding, windows <-chan listed, careful bool) passEnd {
 	var end passEnd
+	limit := maxInFlight
+	if careful {
+		limit = 1 // see run.careful
+	}
 	marks := newMarker(q)
 	// Unbuffered: an answer waits for the loop below, which receives until
 	// nothing is in flight. (A buffer of maxInFlight would be allocated by
@@ -217,7 +235,7 @@ func (q *Queue) send(ctx context.Context, b registrar.Binding, windows <-chan li
 		// Send, in order, what each sender may still put on the wire. A
 		// sender at its limit has all its later messages skipped here
 		// too, so none overtakes an older one.
-		for k := 0; k < len(waiting) && inFlight < maxInFlight && !halt(); {
+		for k := 0; k < len(waiting) && inFlight < limit && !halt(); {
 			from := waiting[k].m.From
 			w := onWire[from]
 			if w == nil {
