@@ -131,16 +131,29 @@ func TestHTTPSConcurrentBruteForceIsBounded(t *testing.T) {
 	const guesses = 200
 	var mu sync.Mutex
 	codes := map[int]int{}
+	resent := 0 // guesses sent again after a transport error
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := 0; i < guesses; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			req, _ := http.NewRequest("POST", s.HTTPSURL+api.PathTokens, nil)
-			req.SetBasicAuth("carol", fmt.Sprintf("guess-%d", i))
 			<-start
-			res, err := attacker.Do(req)
+			// On a busy machine a handshake can time out or a connection
+			// break under 200 at once; such a guess is sent again (an
+			// attacker would), and counts as one.
+			var res *http.Response
+			var err error
+			for try := 0; try < 3; try++ {
+				req, _ := http.NewRequest("POST", s.HTTPSURL+api.PathTokens, nil)
+				req.SetBasicAuth("carol", fmt.Sprintf("guess-%d", i))
+				if res, err = attacker.Do(req); err == nil {
+					break
+				}
+				mu.Lock()
+				resent++
+				mu.Unlock()
+			}
 			if err != nil {
 				t.Errorf("guess %d: %v", i, err)
 				return
@@ -157,9 +170,15 @@ func TestHTTPSConcurrentBruteForceIsBounded(t *testing.T) {
 	close(start)
 	wg.Wait()
 	checks := metricValue(t, s, `sealpost_login_checks_total{via="https"}`)
-	t.Logf("%d concurrent guesses: answers %v, %v passwords checked", guesses, codes, checks)
-	if codes[401] != loginguard.DefaultAddressFreeFailures || codes[429] != guesses-loginguard.DefaultAddressFreeFailures {
-		t.Fatalf("answers %v, want %d × 401 and the rest 429", codes, loginguard.DefaultAddressFreeFailures)
+	t.Logf("%d concurrent guesses: answers %v, %v passwords checked, %d sent again after a transport error", guesses, codes, checks, resent)
+	free := loginguard.DefaultAddressFreeFailures
+	switch {
+	case resent == 0 && (codes[401] != free || codes[429] != guesses-free):
+		t.Fatalf("answers %v, want %d × 401 and the rest 429", codes, free)
+	case codes[401] > free || codes[401]+codes[429] != guesses:
+		// A guess whose answer was lost may have been checked: its
+		// second sending is then limited.
+		t.Fatalf("answers %v (%d sent again), want at most %d × 401 and the rest 429", codes, resent, free)
 	}
 	if checks != float64(loginguard.DefaultAddressFreeFailures) {
 		t.Fatalf("%v passwords checked, want %d", checks, loginguard.DefaultAddressFreeFailures)
