@@ -167,17 +167,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		t.Password = strings.TrimSpace(string(pw))
 	}
 
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
-		if err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	var results []loadtest.Result
 	for i := 0; i < runs; i++ {
@@ -341,4 +335,21 @@ func parseSources(v string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// startCPUProfile writes a CPU profile of sealbench itself to path until
+// the returned stop is called; an empty path profiles nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
