@@ -101,6 +101,9 @@ type held struct {
 	// dropped: a newer binding elsewhere superseded this one and the
 	// connection is being closed; nothing more is delivered on it.
 	dropped bool
+	// leaseUntil is when the delivery lease this node last took under
+	// binding ends (zero: none taken).
+	leaseUntil time.Time
 }
 
 // announcement is the payload of a bound subject.
@@ -278,6 +281,13 @@ func (n *Node) Offline(account, source string) {
 // whether this node may deliver to it now. When a newer binding on
 // another node holds the account, the device has moved: the old
 // connection here is dropped.
+//
+// A lease with more than half its time left is not written again: the
+// pass only reads the binding. That read is what renewal would have
+// checked too: only the node of the account's current binding can take
+// the lease before it ends, so while the binding is still ours (same
+// node, same epoch) and the lease has not run out, no other node may
+// deliver. Each pass then costs a read instead of a committed write.
 func (n *Node) MayDeliver(account string) bool {
 	n.mu.Lock()
 	h, ok := n.held[account]
@@ -299,12 +309,35 @@ func (n *Node) MayDeliver(account string) bool {
 	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 	defer cancel()
 	now := n.o.Clock.Now()
-	got, err := n.o.Store.TakeLease(ctx, h.binding, now, now.Add(n.o.LeaseTTL))
+	if h.leaseUntil.Sub(now) > n.o.LeaseTTL/2 {
+		cur, err := n.o.Store.Binding(ctx, account)
+		switch {
+		case err == nil && cur.Node == h.binding.Node && cur.Epoch == h.binding.Epoch:
+			n.m.leaseKept.Inc()
+			return true
+		case err == nil && cur.Epoch > h.binding.Epoch:
+			n.superseded(account, announcement{Account: account, Node: cur.Node, Epoch: cur.Epoch})
+			return false
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			n.o.Log.Error("reading the binding", "account", account, "err", err)
+			return false
+		}
+		// Our binding is gone: try the lease, which fails without it.
+	}
+	until := now.Add(n.o.LeaseTTL)
+	got, err := n.o.Store.TakeLease(ctx, h.binding, now, until)
 	if err != nil {
 		n.o.Log.Error("taking the delivery lease", "account", account, "err", err)
 		return false
 	}
 	if got {
+		n.m.leaseTaken.Inc()
+		n.mu.Lock()
+		if cur, ok := n.held[account]; ok && cur.binding.Epoch == h.binding.Epoch {
+			cur.leaseUntil = until
+			n.held[account] = cur
+		}
+		n.mu.Unlock()
 		return true
 	}
 	cur, err := n.o.Store.Binding(ctx, account)

@@ -9,6 +9,9 @@ type metrics struct {
 	answered prometheus.Counter // doorbells for a device held here: kicked
 	sweeps   prometheus.Counter // sweeps of the held accounts
 	dropped  prometheus.Counter // connections dropped: the device moved to another node
+	// Delivery passes allowed by a lease written for them (taken or
+	// renewed) or by one still more than half valid (a read only).
+	leaseTaken, leaseKept prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -29,6 +32,14 @@ func newMetrics() *metrics {
 			Name: "sealpost_cluster_moved_connections_dropped_total",
 			Help: "Connections this node closed because their device registered on another node.",
 		}),
+		leaseTaken: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_cluster_leases_written_total",
+			Help: "Delivery leases this node took or renewed (a committed write each).",
+		}),
+		leaseKept: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_cluster_leases_kept_total",
+			Help: "Delivery passes under a lease still more than half valid (a read of the binding, no write).",
+		}),
 	}
 }
 
@@ -36,7 +47,7 @@ func newMetrics() *metrics {
 // is connected to NATS, and how many accounts' devices it holds.
 func (n *Node) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
-		n.m.rung, n.m.answered, n.m.sweeps, n.m.dropped,
+		n.m.rung, n.m.answered, n.m.sweeps, n.m.dropped, n.m.leaseTaken, n.m.leaseKept,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sealpost_cluster_nats_connected",
 			Help: "1 while this node is connected to NATS; 0 while delivery runs on the sweep alone.",
