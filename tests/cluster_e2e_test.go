@@ -197,6 +197,11 @@ func TestClusterCrossNodeDeliveryAndReports(t *testing.T) {
 	if v := metric(t, c.by["a"], "sealpost_cluster_doorbells_rung_total"); v < float64(len(ids)) {
 		t.Errorf("node a rang %v doorbells for %d messages", v, len(ids))
 	}
+	// The doorbells carried the messages: b delivered them without
+	// listing the store.
+	if v := metric(t, c.by["b"], "sealpost_cluster_messages_handed_total"); v < 1 {
+		t.Errorf("node b was handed %v messages by the doorbells", v)
+	}
 	// Exactly once each (the order on the wire is checked by the
 	// single-node tests; this device records in handler order).
 	got := receivedIDs(bob)

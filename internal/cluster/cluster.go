@@ -58,6 +58,10 @@ type Options struct {
 	Store   store.Cluster
 	// Kick starts a delivery pass for an account (queue.Kick).
 	Kick func(account string)
+	// Handed, if set, starts the delivery of a message another node
+	// stored for a device held here (queue.Handed); the doorbell carried
+	// it. Without it such a doorbell only kicks.
+	Handed func(m store.Message)
 	// Lookup returns the account's registration on this node.
 	Lookup func(account string) (registrar.Binding, bool)
 	// Disconnect closes the connection a device registered on here
@@ -86,10 +90,14 @@ type Node struct {
 	ctx    context.Context // for the store; ends at Close
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	held    map[string]held // accounts whose device registered here; guarded by mu
-	sweeper clock.Timer     // guarded by mu
-	closed  bool            // guarded by mu
+	mu   sync.Mutex
+	held map[string]held // accounts whose device registered here; guarded by mu
+	// remote caches whether an account's device is registered on
+	// another node (OnlineElsewhere), until the time given. Binding
+	// announcements update it at once; guarded by mu.
+	remote  map[string]remoteBinding
+	sweeper clock.Timer // guarded by mu
+	closed  bool        // guarded by mu
 
 	sweeps sync.WaitGroup
 }
@@ -106,12 +114,31 @@ type held struct {
 	leaseUntil time.Time
 }
 
-// announcement is the payload of a bound subject.
+// announcement is the payload of a bound subject: a new binding, or
+// (Gone) the end of one.
 type announcement struct {
 	Account string `json:"account"`
 	Node    string `json:"node"`
 	Epoch   int64  `json:"epoch"`
+	Gone    bool   `json:"gone,omitempty"`
 }
+
+// bell is the payload of a doorbell. Message, if set, was just stored for
+// the account with its first attempt recorded (queue.Handed); its text is
+// sealed, as in the store.
+type bell struct {
+	Account string         `json:"account"`
+	Message *store.Message `json:"message,omitempty"`
+}
+
+// remoteBinding is what OnlineElsewhere last learnt of an account.
+type remoteBinding struct {
+	online bool
+	until  time.Time
+}
+
+// maxRemote bounds the remote cache; past it, it is cleared.
+const maxRemote = 1 << 16
 
 // Start clears the node's stale bindings and leases, connects to NATS
 // (retrying forever in the background if it is down: delivery then runs on
@@ -133,7 +160,7 @@ func Start(o Options) (*Node, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &Node{o: o, m: newMetrics(), ctx: ctx, cancel: cancel, held: map[string]held{}}
+	n := &Node{o: o, m: newMetrics(), ctx: ctx, cancel: cancel, held: map[string]held{}, remote: map[string]remoteBinding{}}
 	sctx, scancel := context.WithTimeout(ctx, time.Minute)
 	cleared, err := o.Store.ClearNode(sctx, o.Node)
 	scancel()
@@ -274,7 +301,46 @@ func (n *Node) Offline(account, source string) {
 	defer cancel()
 	if err := n.o.Store.Unbind(ctx, h.binding); err != nil {
 		n.o.Log.Warn("removing the binding of a closed connection (it expires on its own)", "account", account, "err", err)
+		return
 	}
+	n.publishBinding(announcement{Account: account, Node: n.o.Node, Epoch: h.binding.Epoch, Gone: true})
+}
+
+// OnlineElsewhere reports whether the account's device is registered on
+// another node, as far as this node knows: from the binding announcements,
+// else from the store, remembered for SweepInterval. While NATS is away it
+// says no: a doorbell carrying a message would be lost, and the holder's
+// sweep then lists the message and records its attempt itself.
+func (n *Node) OnlineElsewhere(account string) bool {
+	if !n.nc.IsConnected() {
+		return false
+	}
+	now := n.o.Clock.Now()
+	n.mu.Lock()
+	r, ok := n.remote[account]
+	n.mu.Unlock()
+	if ok && now.Before(r.until) {
+		return r.online
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	defer cancel()
+	b, err := n.o.Store.Binding(ctx, account)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		n.o.Log.Warn("reading the binding", "account", account, "err", err)
+		return false
+	}
+	online := err == nil && b.Node != n.o.Node && b.ExpiresAt.After(now)
+	n.remember(account, online, now)
+	return online
+}
+
+func (n *Node) remember(account string, online bool, now time.Time) {
+	n.mu.Lock()
+	if len(n.remote) >= maxRemote {
+		clear(n.remote)
+	}
+	n.remote[account] = remoteBinding{online: online, until: now.Add(n.o.SweepInterval)}
+	n.mu.Unlock()
 }
 
 // MayDeliver takes or renews the account's delivery lease and reports
@@ -350,8 +416,17 @@ func (n *Node) MayDeliver(account string) bool {
 // Ring publishes the account's doorbell: the node holding its device (if
 // any) kicks its delivery. It never blocks on NATS; a doorbell lost while
 // NATS is away is made up by the holder's sweep.
-func (n *Node) Ring(account string) {
-	if err := n.nc.Publish(bellPrefix+SubjectID(account), []byte(account)); err != nil {
+//
+// direct, if not nil, is a message just stored for the account with its
+// first attempt recorded, because OnlineElsewhere said yes: the doorbell
+// carries it, so the holder delivers it without listing the store.
+func (n *Node) Ring(account string, direct *store.Message) {
+	data, err := json.Marshal(bell{Account: account, Message: direct})
+	if err != nil {
+		n.o.Log.Error("encoding a doorbell", "account", account, "err", err)
+		return
+	}
+	if err := n.nc.Publish(bellPrefix+SubjectID(account), data); err != nil {
 		n.o.Log.Debug("doorbell not rung; the holder's sweep will deliver", "account", account, "err", err)
 		return
 	}
@@ -359,21 +434,33 @@ func (n *Node) Ring(account string) {
 }
 
 func (n *Node) announce(b store.Binding) {
-	data, _ := json.Marshal(announcement{Account: b.Account, Node: b.Node, Epoch: b.Epoch})
-	if err := n.nc.Publish(boundPrefix+SubjectID(b.Account), data); err != nil {
-		n.o.Log.Debug("binding not announced; the old node finds out at its next pass", "account", b.Account, "err", err)
+	n.publishBinding(announcement{Account: b.Account, Node: b.Node, Epoch: b.Epoch})
+}
+
+func (n *Node) publishBinding(a announcement) {
+	data, _ := json.Marshal(a)
+	if err := n.nc.Publish(boundPrefix+SubjectID(a.Account), data); err != nil {
+		n.o.Log.Debug("binding change not announced; other nodes find out from the store", "account", a.Account, "err", err)
 	}
 }
 
 func (n *Node) onBell(m *nats.Msg) {
-	account := string(m.Data)
-	if m.Subject != bellPrefix+SubjectID(account) {
-		return // not a doorbell we rang
+	var b bell
+	if err := json.Unmarshal(m.Data, &b); err != nil || m.Subject != bellPrefix+SubjectID(b.Account) ||
+		(b.Message != nil && b.Message.To != b.Account) {
+		n.o.Log.Warn("ignoring a malformed doorbell", "subject", m.Subject)
+		return
 	}
-	if _, ok := n.o.Lookup(account); ok {
-		n.m.answered.Inc()
-		n.o.Kick(account)
+	if _, ok := n.o.Lookup(b.Account); !ok {
+		return
 	}
+	n.m.answered.Inc()
+	if b.Message != nil && n.o.Handed != nil {
+		n.m.handed.Inc()
+		n.o.Handed(*b.Message)
+		return
+	}
+	n.o.Kick(b.Account)
 }
 
 func (n *Node) onBound(m *nats.Msg) {
@@ -385,7 +472,10 @@ func (n *Node) onBound(m *nats.Msg) {
 	if a.Node == n.o.Node {
 		return
 	}
-	n.superseded(a.Account, a)
+	n.remember(a.Account, !a.Gone, n.o.Clock.Now())
+	if !a.Gone {
+		n.superseded(a.Account, a)
+	}
 }
 
 // superseded drops this node's connection for the account if a is a newer

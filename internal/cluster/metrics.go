@@ -12,6 +12,7 @@ type metrics struct {
 	// Delivery passes allowed by a lease written for them (taken or
 	// renewed) or by one still more than half valid (a read only).
 	leaseTaken, leaseKept prometheus.Counter
+	handed                prometheus.Counter // doorbells that carried a message for a device held here
 }
 
 func newMetrics() *metrics {
@@ -32,6 +33,10 @@ func newMetrics() *metrics {
 			Name: "sealpost_cluster_moved_connections_dropped_total",
 			Help: "Connections this node closed because their device registered on another node.",
 		}),
+		handed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_cluster_messages_handed_total",
+			Help: "Messages another node stored for a device held here, carried by the doorbell and delivered without listing the store.",
+		}),
 		leaseTaken: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sealpost_cluster_leases_written_total",
 			Help: "Delivery leases this node took or renewed (a committed write each).",
@@ -47,7 +52,7 @@ func newMetrics() *metrics {
 // is connected to NATS, and how many accounts' devices it holds.
 func (n *Node) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
-		n.m.rung, n.m.answered, n.m.sweeps, n.m.dropped, n.m.leaseTaken, n.m.leaseKept,
+		n.m.rung, n.m.answered, n.m.sweeps, n.m.dropped, n.m.leaseTaken, n.m.leaseKept, n.m.handed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sealpost_cluster_nats_connected",
 			Help: "1 while this node is connected to NATS; 0 while delivery runs on the sweep alone.",

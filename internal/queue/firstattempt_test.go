@@ -2,12 +2,14 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/internal/registrar"
 	"github.com/sealpost/sealpost/internal/store"
 	"github.com/sealpost/sealpost/message"
 )
@@ -149,5 +151,76 @@ func TestRecipientCacheIsBoundedInTime(t *testing.T) {
 	f.q.Forget("carol")
 	if _, _, err := f.q.Submit(ctx, Submission{ID: message.NewID(), From: "alice", To: "carol", Text: "hi"}); !errors.Is(err, ErrUnknownRecipient) {
 		t.Fatalf("after Forget: %v, want ErrUnknownRecipient", err)
+	}
+}
+
+// A message stored on node a for a device registered on node b travels
+// with the doorbell (here through the same JSON the cluster sends): b
+// delivers it without listing the store and without recording its attempt
+// again, and the one attempt a recorded with the message is the one made.
+func TestHandedMessageIsDeliveredWithoutListing(t *testing.T) {
+	f := newFixture(t) // node b, where bob's device is
+	var ac *attemptCountingStore
+	cs := f.countListings(t, func(o *Options) {
+		ac = &attemptCountingStore{Store: o.Store.(store.Store)}
+		o.Store = ac
+	})
+	f.q.Start()
+
+	rung := make(chan bool, 10) // whether each doorbell carried a message
+	oa := f.q.Options()         // node a: same store, bob not registered here
+	oa.Store = f.store
+	oa.Sender = nil
+	oa.Lookup = func(string) (registrar.Binding, bool) { return registrar.Binding{}, false }
+	oa.OnlineElsewhere = func(a string) bool { return a == "bob" }
+	oa.Elsewhere = func(account string, direct *store.Message) {
+		rung <- direct != nil
+		if direct == nil {
+			f.q.Kick(account)
+			return
+		}
+		data, err := json.Marshal(direct)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		var m store.Message
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Error(err)
+			return
+		}
+		f.q.Handed(m)
+	}
+	qa := New(oa)
+	qa.Start()
+	t.Cleanup(qa.Stop)
+
+	f.goOnline("bob", false)
+	checkFor(t, func() error { // the registration's own pass ends
+		f.q.mu.Lock()
+		defer f.q.mu.Unlock()
+		if r := f.q.runs["bob"]; r != nil && r.running {
+			return errors.New("the registration's pass is still going")
+		}
+		return nil
+	})
+	listed := cs.listings()
+
+	id := message.NewID()
+	if _, created, err := qa.Submit(context.Background(), Submission{ID: id, From: "alice", To: "bob", Text: "across"}); err != nil || !created {
+		t.Fatalf("submit on node a: %v %v", created, err)
+	}
+	if carried := <-rung; !carried {
+		t.Fatal("the doorbell did not carry the message")
+	}
+	m := waitDelivered(t, f, id)
+	if m.Attempts != 1 || ac.count() != 0 {
+		t.Errorf("attempts %d, recorded by node b %d times; want 1 and 0", m.Attempts, ac.count())
+	}
+	if got := cs.listings(); got != listed {
+		t.Errorf("node b listed the store %d times for a handed message, want 0", got-listed)
+	}
+	if d, _, _ := f.sender.snapshot(); fmt.Sprint(d) != "[across]" {
+		t.Errorf("node b's device got %q, want [across]", d)
 	}
 }

@@ -122,7 +122,7 @@ func (q *Queue) delivered(ms []store.Message) error {
 		if sb, online := q.o.Lookup(m.From); online && sb.IMDN {
 			q.Kick(m.From)
 		} else if !online && q.o.Elsewhere != nil {
-			q.o.Elsewhere(m.From) // the sender's device may be on another node
+			q.o.Elsewhere(m.From, nil) // the sender's device may be on another node
 		}
 	}
 	q.mu.Lock()

@@ -171,8 +171,16 @@ type Options struct {
 	SweepInterval time.Duration
 	// Elsewhere, if set, is called when a kick finds the account's device
 	// not registered here: with several nodes (package cluster) it rings
-	// the doorbell of the node that may hold it.
-	Elsewhere func(account string)
+	// the doorbell of the node that may hold it. direct is nil, or a
+	// message Submit just stored for a device OnlineElsewhere, with its
+	// first attempt recorded and nothing older pending: the node holding
+	// the device passes it to Handed and delivers it without listing.
+	Elsewhere func(account string, direct *store.Message)
+	// OnlineElsewhere, if set, reports whether the account's device is
+	// registered on another node. Submit then records the message's first
+	// attempt in the same write as the message, as for a device
+	// registered here, and hands it over through Elsewhere.
+	OnlineElsewhere func(account string) bool
 	// MayDeliver, if set, is asked before each pass whether this node may
 	// deliver to the account now (package cluster: it holds the account's
 	// delivery lease). No: the pass ends without sending anything.
@@ -242,16 +250,17 @@ type Queue struct {
 	// knownTTL; such a message waits until it expires. Guarded by mu.
 	known map[string]time.Time
 	// fresh holds the messages whose first attempt Submit recorded (the
-	// recipient was online), so that attempt is not recorded twice.
-	// Guarded by mu.
+	// recipient was online, here or on another node: Handed), so that
+	// attempt is not recorded twice. Guarded by mu.
 	fresh map[string]struct{}
 }
 
 // knownTTL is how long a recipient found in the store is taken to exist.
 const knownTTL = 5 * time.Second
 
-// maxCached bounds known and fresh; past it they are cleared (known) or
-// not added to (fresh), which only costs store reads and writes.
+// maxCached bounds known and fresh; past it they are cleared, which only
+// costs store reads and writes (a cleared fresh message has its first
+// attempt recorded twice: one try fewer in its budget, never one more).
 const maxCached = 1 << 16
 
 // run is the delivery state of one account. All fields guarded by Queue.mu.
@@ -399,7 +408,8 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 	// this write and the try could make the try early, and after a crash
 	// nothing is tried before the device registers again, which makes
 	// every message due anyway.
-	_, online := q.o.Lookup(s.To)
+	_, here := q.o.Lookup(s.To)
+	online := here || (q.o.OnlineElsewhere != nil && q.o.OnlineElsewhere(s.To))
 	if online {
 		m.Attempts, m.NextAttempt = 1, now
 		m.WantPendingBefore = true // for the shortcut of kick
@@ -409,19 +419,14 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 	if err != nil {
 		return store.Message{}, false, err
 	}
-	if online {
+	if here {
 		// Before the write: a pass may list the message as soon as it
-		// commits.
-		q.mu.Lock()
-		if len(q.fresh) >= maxCached {
-			online = false
-		} else {
-			q.fresh[freshKey(m.From, m.ID)] = struct{}{}
-		}
-		q.mu.Unlock()
+		// commits. (For a device on another node, that node notes it:
+		// Handed.)
+		q.addFresh(m)
 	}
 	stored, created, err := q.o.Store.Submit(ctx, m, q.o.MaxPending)
-	if online && !created {
+	if here && !created {
 		q.mu.Lock()
 		delete(q.fresh, freshKey(m.From, m.ID))
 		q.mu.Unlock()
@@ -481,6 +486,33 @@ func (q *Queue) Forget(account string) {
 }
 
 func freshKey(from, id string) string { return from + "\x00" + id }
+
+// addFresh notes that m's first attempt is recorded, not yet made.
+func (q *Queue) addFresh(m store.Message) {
+	q.mu.Lock()
+	if len(q.fresh) >= maxCached {
+		clear(q.fresh)
+	}
+	q.fresh[freshKey(m.From, m.ID)] = struct{}{}
+	q.mu.Unlock()
+}
+
+// Handed starts the delivery of m, which another node stored for the
+// device registered here with its first attempt recorded (see
+// Options.OnlineElsewhere): as with Submit's own, that attempt is not
+// recorded again, and when nothing older was pending the pass delivers m
+// without listing the store. A run already going lists the store again
+// instead, which finds m there.
+func (q *Queue) Handed(m store.Message) {
+	if m.Attempts == 1 {
+		q.addFresh(m)
+	}
+	if _, here := q.o.Lookup(m.To); here && m.PendingBefore == 0 {
+		q.kick(m.To, &m)
+		return
+	}
+	q.Kick(m.To)
+}
 
 // takeFresh reports whether m's current attempt was recorded by Submit,
 // and forgets it: it is used once.
@@ -553,7 +585,7 @@ func (q *Queue) Kick(account string) { q.kick(account, nil) }
 func (q *Queue) kick(account string, direct *store.Message) {
 	if q.o.Elsewhere != nil {
 		if _, here := q.o.Lookup(account); !here {
-			q.o.Elsewhere(account)
+			q.o.Elsewhere(account, direct)
 		}
 	}
 	q.mu.Lock()

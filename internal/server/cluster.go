@@ -62,7 +62,8 @@ func (s *Server) clusterQueueHooks(qo *queue.Options) {
 	if !s.clustered() {
 		return
 	}
-	qo.Elsewhere = func(account string) { s.cluster.Ring(account) }
+	qo.Elsewhere = func(account string, direct *store.Message) { s.cluster.Ring(account, direct) }
+	qo.OnlineElsewhere = func(account string) bool { return s.cluster.OnlineElsewhere(account) }
 	qo.MayDeliver = func(account string) bool { return s.cluster.MayDeliver(account) }
 }
 
@@ -76,7 +77,7 @@ func (s *Server) startCluster() error {
 	}
 	n, err := cluster.Start(cluster.Options{
 		NATSURL: s.o.Cluster.NATSURL, Node: s.o.Cluster.Node,
-		Store: s.store.(store.Cluster), Kick: s.queue.Kick, Lookup: s.registrar.Lookup,
+		Store: s.store.(store.Cluster), Kick: s.queue.Kick, Handed: s.queue.Handed, Lookup: s.registrar.Lookup,
 		Disconnect: s.sip.Disconnect, Moved: s.queue.Moved, SweepInterval: s.o.Cluster.SweepInterval,
 		Clock: s.o.Clock, Log: s.log.With("part", "cluster"),
 	})
