@@ -27,6 +27,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -123,13 +124,11 @@ type announcement struct {
 	Gone    bool   `json:"gone,omitempty"`
 }
 
-// bell is the payload of a doorbell. Message, if set, was just stored for
-// the account with its first attempt recorded (queue.Handed); its text is
-// sealed, as in the store.
-type bell struct {
-	Account string         `json:"account"`
-	Message *store.Message `json:"message,omitempty"`
-}
+// A doorbell's payload is the account's name, then, if a message was just
+// stored for it with its first attempt recorded (queue.Handed), a newline
+// and the message in JSON, its text sealed as in the store. Every node
+// gets every doorbell, so the name comes first and plain: a node that does
+// not hold the account reads no further. (Names never hold a newline.)
 
 // remoteBinding is what OnlineElsewhere last learnt of an account.
 type remoteBinding struct {
@@ -421,10 +420,14 @@ func (n *Node) MayDeliver(account string) bool {
 // first attempt recorded, because OnlineElsewhere said yes: the doorbell
 // carries it, so the holder delivers it without listing the store.
 func (n *Node) Ring(account string, direct *store.Message) {
-	data, err := json.Marshal(bell{Account: account, Message: direct})
-	if err != nil {
-		n.o.Log.Error("encoding a doorbell", "account", account, "err", err)
-		return
+	data := []byte(account)
+	if direct != nil {
+		m, err := json.Marshal(direct)
+		if err != nil {
+			n.o.Log.Error("encoding a doorbell", "account", account, "err", err)
+			return
+		}
+		data = append(append(data, '\n'), m...)
 	}
 	if err := n.nc.Publish(bellPrefix+SubjectID(account), data); err != nil {
 		n.o.Log.Debug("doorbell not rung; the holder's sweep will deliver", "account", account, "err", err)
@@ -445,22 +448,28 @@ func (n *Node) publishBinding(a announcement) {
 }
 
 func (n *Node) onBell(m *nats.Msg) {
-	var b bell
-	if err := json.Unmarshal(m.Data, &b); err != nil || m.Subject != bellPrefix+SubjectID(b.Account) ||
-		(b.Message != nil && b.Message.To != b.Account) {
-		n.o.Log.Warn("ignoring a malformed doorbell", "subject", m.Subject)
+	name, data, carries := bytes.Cut(m.Data, []byte{'\n'})
+	account := string(name)
+	if _, ok := n.o.Lookup(account); !ok {
 		return
 	}
-	if _, ok := n.o.Lookup(b.Account); !ok {
+	if m.Subject != bellPrefix+SubjectID(account) {
+		n.o.Log.Warn("ignoring a doorbell rung on another account's subject", "subject", m.Subject)
 		return
 	}
 	n.m.answered.Inc()
-	if b.Message != nil && n.o.Handed != nil {
+	if carries && n.o.Handed != nil {
+		var msg store.Message
+		if err := json.Unmarshal(data, &msg); err != nil || msg.To != account {
+			n.o.Log.Warn("a doorbell carried a malformed message; listing the store instead", "account", account, "err", err)
+			n.o.Kick(account)
+			return
+		}
 		n.m.handed.Inc()
-		n.o.Handed(*b.Message)
+		n.o.Handed(msg)
 		return
 	}
-	n.o.Kick(b.Account)
+	n.o.Kick(account)
 }
 
 func (n *Node) onBound(m *nats.Msg) {

@@ -197,36 +197,26 @@ func (s *Store) MarkDeliveredAll(ctx context.Context, keys []store.Key, at time.
 	what := func(i int) string {
 		return fmt.Sprintf("marking enqueued message %s from %q delivered", keys[i].ID, keys[i].From)
 	}
-	var errs []error
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, `WITH k AS (
-				SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(from_acct, id, ord)),
-			d AS (UPDATE messages m SET status = 'delivered', delivered_at = $3
-				FROM k WHERE m.from_acct = k.from_acct AND m.id = k.id AND m.status = 'enqueued'
-				RETURNING m.seq, m.key_period, m.from_acct, m.id, m.to_acct, m.submitted_at, m.expires_at, k.ord),
-			r AS (INSERT INTO reports (to_acct, message_id, recipient, status, at, expires_at)
-				SELECT from_acct, id, to_acct, 'delivered', $3, $3 + (expires_at - submitted_at) FROM d ORDER BY ord)
-			SELECT ord, key_period, seq FROM d`, from, id, encTime(at))
-		var ords, periods, seqs []int64
-		var ord, period, seq int64
-		if _, err := pgx.ForEachRow(rows, []any{&ord, &period, &seq}, func() error {
-			ords, periods, seqs = append(ords, ord), append(periods, period), append(seqs, seq)
-			return nil
-		}); err != nil {
-			return err
-		}
-		if len(seqs) > 0 {
-			if _, err := tx.Exec(ctx, `DELETE FROM sealed_texts WHERE key_period = ANY($1) AND seq = ANY($2)`, periods, seqs); err != nil {
-				return fmt.Errorf("deleting the sealed text: %w", err)
-			}
-		}
-		errs = notFoundExcept(ords, len(keys), what)
+	// One statement, so one round trip and no BEGIN/COMMIT of its own:
+	// PostgreSQL runs a statement with all its WITH parts atomically.
+	rows, _ := s.pool.Query(ctx, `WITH k AS (
+			SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(from_acct, id, ord)),
+		d AS (UPDATE messages m SET status = 'delivered', delivered_at = $3
+			FROM k WHERE m.from_acct = k.from_acct AND m.id = k.id AND m.status = 'enqueued'
+			RETURNING m.seq, m.key_period, m.from_acct, m.id, m.to_acct, m.submitted_at, m.expires_at, k.ord),
+		r AS (INSERT INTO reports (to_acct, message_id, recipient, status, at, expires_at)
+			SELECT from_acct, id, to_acct, 'delivered', $3, $3 + (expires_at - submitted_at) FROM d ORDER BY ord),
+		t AS (DELETE FROM sealed_texts st USING d WHERE st.key_period = d.key_period AND st.seq = d.seq)
+		SELECT ord FROM d`, from, id, encTime(at))
+	var ords []int64
+	var ord int64
+	if _, err := pgx.ForEachRow(rows, []any{&ord}, func() error {
+		ords = append(ords, ord)
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, fmt.Errorf("postgres store: %s: %w", what(0), err)
 	}
-	return errs, nil
+	return notFoundExcept(ords, len(keys), what), nil
 }
 
 // ExpireDue expires every enqueued message with ExpiresAt <= now: status

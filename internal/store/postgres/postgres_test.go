@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -199,5 +200,39 @@ func TestSynchronousCommitForced(t *testing.T) {
 		if setting != "on" {
 			t.Fatalf("synchronous_commit = %q on a store connection, want on", setting)
 		}
+	}
+}
+
+// TestDeliveredTextIsDeleted: the delivered mark removes the sealed text
+// row itself (the conformance suite sees only that it is no longer read),
+// and leaves the texts of messages not marked.
+func TestDeliveredTextIsDeleted(t *testing.T) {
+	s := openURL(t, pgtest.NewDatabase(t), Options{})
+	ctx := t.Context()
+	var keys []store.Key
+	for i := range 3 {
+		m := store.Message{ID: fmt.Sprintf("id-%d", i), From: "alice", To: "bob", Sealed: []byte("sealed"), KeyPeriod: 7,
+			SubmittedAt: time.Unix(0, 1), ExpiresAt: time.Unix(3600, 0)}
+		if _, _, err := s.Submit(ctx, m, 0); err != nil {
+			t.Fatalf("Submit: %v", err)
+		}
+		keys = append(keys, store.Key{From: m.From, ID: m.ID})
+	}
+	texts := func() int {
+		var n int
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM sealed_texts`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	errs, err := s.MarkDeliveredAll(ctx, append(keys[:2:2], store.Key{From: "alice", ID: "never-sent"}), time.Unix(60, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], store.ErrNotFound) {
+		t.Fatalf("MarkDeliveredAll errors = %v, want nil, nil, not found", errs)
+	}
+	if n := texts(); n != 1 {
+		t.Errorf("%d sealed texts left after marking 2 of 3 delivered, want 1", n)
 	}
 }
