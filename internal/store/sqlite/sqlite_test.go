@@ -358,9 +358,15 @@ func TestBatchIsolatesFailures(t *testing.T) {
 	if _, err := s.Account(ctx, "ghost"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the write of a failed op was committed with its batch: %v", err)
 	}
-	mu.Lock()
-	got := append([]int(nil), sizes...)
-	mu.Unlock()
+	// OnCommit runs on the writer after it hands the batch to the
+	// syncer, which may answer the ops first.
+	var got []int
+	checkFor(t, "the batch counted", func() bool {
+		mu.Lock()
+		got = append([]int(nil), sizes...)
+		mu.Unlock()
+		return len(got) > 0
+	})
 	if len(got) != 1 || got[0] != 6 {
 		t.Errorf("batches = %v, want one batch of 6", got)
 	}
