@@ -15,6 +15,7 @@ import (
 
 	"github.com/sealpost/sealpost/internal/store"
 	"github.com/sealpost/sealpost/internal/store/storetest"
+	"github.com/sealpost/sealpost/message"
 )
 
 var t0 = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
@@ -792,5 +793,66 @@ func TestMigrationFromVersion3(t *testing.T) {
 	}
 	if p, err := s.Pending(ctx, "bob", 0, time.Time{}, 0); err != nil || len(p) != 0 {
 		t.Errorf("Pending after parking = %d messages, %v; want none", len(p), err)
+	}
+}
+
+// TestMarkFailingInATriggerFailsItsBatch: the delivered mark runs OR
+// ROLLBACK, without a statement journal. A constraint failing in one of its
+// triggers must still leave nothing of it (the message enqueued with its
+// text, no report) and fail its whole batch, as any error of an atomic op
+// does; the writer then carries on.
+func TestMarkFailingInATriggerFailsItsBatch(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTemp(t, Options{})
+	m1 := testMsg("alice", "bob", 1, []byte("one"))
+	if _, _, err := s.Submit(ctx, m1, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Trigger mailbox_out will take bob's count below 0: CHECK fails.
+	if err := s.do(ctx, false, func(w *writer) error {
+		_, err := w.conn.ExecContext(w.ctx, "UPDATE mailboxes SET pending = 0 WHERE account = 'bob'")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	release := blockWriter(t, s)
+	m2 := testMsg("carol", "dave", 2, []byte("two"))
+	errc := make(chan error, 2)
+	go func() {
+		_, _, err := s.Submit(ctx, m2, 0)
+		errc <- err
+	}()
+	checkFor(t, "submit queued", func() bool { return len(s.ops) == 1 })
+	go func() { errc <- markOne(s, ctx, m1.From, m1.ID, t0.Add(time.Minute)) }()
+	checkFor(t, "mark queued", func() bool { return len(s.ops) == 2 })
+	release()
+	for range 2 {
+		if err := <-errc; err == nil || errors.Is(err, store.ErrNotFound) {
+			t.Errorf("an op of the batch with the failed mark = %v, want a store failure", err)
+		}
+	}
+	got, err := s.Message(ctx, m1.From, m1.ID)
+	if err != nil || got.Status != message.Enqueued || string(got.Sealed) != "one" {
+		t.Errorf("message after its failed mark = %+v, %v; want enqueued with its text", got, err)
+	}
+	var reports int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM reports").Scan(&reports); err != nil || reports != 0 {
+		t.Errorf("reports after a failed mark = %d, %v; want 0", reports, err)
+	}
+	if _, err := s.Message(ctx, m2.From, m2.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the submission batched with the failed mark is stored: %v", err)
+	}
+	// With the count put right, the same mark goes through.
+	if err := s.do(ctx, false, func(w *writer) error {
+		_, err := w.conn.ExecContext(w.ctx, "UPDATE mailboxes SET pending = 1 WHERE account = 'bob'")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := markOne(s, ctx, m1.From, m1.ID, t0.Add(time.Minute)); err != nil {
+		t.Errorf("mark after the failed batch: %v", err)
+	}
+	if got, err := s.Message(ctx, m1.From, m1.ID); err != nil || got.Status != message.Delivered || got.Sealed != nil {
+		t.Errorf("message after its mark = %+v, %v; want delivered without text", got, err)
 	}
 }
