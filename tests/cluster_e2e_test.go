@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -460,6 +461,18 @@ func TestClusterKill9OfANodeProcess(t *testing.T) {
 	}
 	for _, id := range all {
 		waitStatus(t, c.by["c"], c.token, id, "delivered")
+	}
+	// The operator's listing, run beside node b's data folder, reads the
+	// shared store: every message delivered, whichever node did it.
+	out, err := exec.Command(bin, "--data", dir, "messages", "list", "--status", "delivered").CombinedOutput()
+	if err != nil {
+		t.Fatalf("messages list: %v\n%s", err, out)
+	}
+	for _, id := range all {
+		if !strings.Contains(string(out), id) {
+			t.Errorf("messages list on node b's folder lacks delivered message %s:\n%s", id, out)
+			break
+		}
 	}
 }
 
