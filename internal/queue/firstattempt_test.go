@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,5 +223,55 @@ func TestHandedMessageIsDeliveredWithoutListing(t *testing.T) {
 	}
 	if d, _, _ := f.sender.snapshot(); fmt.Sprint(d) != "[across]" {
 		t.Errorf("node b's device got %q, want [across]", d)
+	}
+}
+
+// A message handed over while an older one waits for the same device is
+// not delivered directly, but its attempt is still not recorded twice: the
+// holder's listing finds it noted as handed.
+func TestHandedBehindAPendingMessageCountsOneAttempt(t *testing.T) {
+	f := newFixture(t) // node b; bob's device registers here only later
+	var ac *attemptCountingStore
+	f.countListings(t, func(o *Options) {
+		ac = &attemptCountingStore{Store: o.Store.(store.Store)}
+		o.Store = ac
+	})
+	f.q.Start()
+	var elsewhere atomic.Bool // what node a believes of bob's device
+	oa := f.q.Options()
+	oa.Store = f.store
+	oa.Sender = nil
+	oa.Lookup = func(string) (registrar.Binding, bool) { return registrar.Binding{}, false }
+	oa.OnlineElsewhere = func(string) bool { return elsewhere.Load() }
+	oa.Elsewhere = func(account string, direct *store.Message) {
+		if direct != nil {
+			f.q.Handed(*direct)
+		}
+	}
+	qa := New(oa)
+	qa.Start()
+	t.Cleanup(qa.Stop)
+
+	submit := func(text string) string {
+		id := message.NewID()
+		if _, created, err := qa.Submit(context.Background(), Submission{ID: id, From: "alice", To: "bob", Text: text}); err != nil || !created {
+			t.Fatalf("submit %q on node a: %v %v", text, created, err)
+		}
+		return id
+	}
+	older := submit("older") // bob offline everywhere: no attempt yet
+	elsewhere.Store(true)
+	newer := submit("newer") // handed over, one message pending before it
+	f.goOnline("bob", false)
+	for id, want := range map[string]int{older: 1, newer: 1} {
+		if m := waitDelivered(t, f, id); m.Attempts != want {
+			t.Errorf("message %s delivered with %d attempts recorded, want %d", id, m.Attempts, want)
+		}
+	}
+	if got := ac.count(); got != 1 {
+		t.Errorf("node b recorded %d attempts, want 1 (the older message's)", got)
+	}
+	if d, _, _ := f.sender.snapshot(); fmt.Sprint(d) != "[older newer]" {
+		t.Errorf("delivered %q, want [older newer]", d)
 	}
 }

@@ -173,8 +173,9 @@ type Options struct {
 	// not registered here: with several nodes (package cluster) it rings
 	// the doorbell of the node that may hold it. direct is nil, or a
 	// message Submit just stored for a device OnlineElsewhere, with its
-	// first attempt recorded and nothing older pending: the node holding
-	// the device passes it to Handed and delivers it without listing.
+	// first attempt recorded: the node holding the device passes it to
+	// Handed, which delivers it without listing if nothing older was
+	// pending, and never records that attempt again.
 	Elsewhere func(account string, direct *store.Message)
 	// OnlineElsewhere, if set, reports whether the account's device is
 	// registered on another node. Submit then records the message's first
@@ -445,9 +446,14 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 		if q.o.Metrics != nil {
 			q.o.Metrics.Accepted.WithLabelValues(s.Via).Inc()
 		}
-		if online && handed.PendingBefore == 0 {
+		switch {
+		case online && !here && q.o.Elsewhere != nil:
+			// The doorbell carries it, whatever is pending before it:
+			// only the holder can tell that its attempt is recorded.
+			q.o.Elsewhere(s.To, &handed)
+		case online && handed.PendingBefore == 0:
 			q.kick(s.To, &handed)
-		} else {
+		default:
 			q.Kick(s.To)
 		}
 	}
@@ -585,7 +591,7 @@ func (q *Queue) Kick(account string) { q.kick(account, nil) }
 func (q *Queue) kick(account string, direct *store.Message) {
 	if q.o.Elsewhere != nil {
 		if _, here := q.o.Lookup(account); !here {
-			q.o.Elsewhere(account, direct)
+			q.o.Elsewhere(account, nil)
 		}
 	}
 	q.mu.Lock()
