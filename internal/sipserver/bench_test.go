@@ -84,3 +84,21 @@ func benchParse(b *testing.B, data []byte) {
 		}
 	}
 }
+
+// BenchmarkFrameMessage frames and checks a submitted MESSAGE as framedConn
+// does for every message before sipgo parses it.
+func BenchmarkFrameMessage(b *testing.B) { benchFrame(b, incomingMessage) }
+
+// BenchmarkFrameResponse frames and checks a phone's 200 OK to a delivery.
+func BenchmarkFrameResponse(b *testing.B) { benchFrame(b, incomingOK) }
+
+func benchFrame(b *testing.B, data []byte) {
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		unit, rest, bad := nextUnit(data)
+		if bad != nil || len(unit) != len(data) || len(rest) != 0 {
+			b.Fatalf("framed %d of %d bytes: %v", len(unit), len(data), bad)
+		}
+	}
+}

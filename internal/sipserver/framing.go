@@ -147,11 +147,7 @@ func (c *framedConn) Read(b []byte) (int, error) {
 				continue
 			}
 			if unit != nil {
-				if unit[0] != '\r' && unit[0] != '\n' && !bytes.HasPrefix(unit, []byte("SIP/")) {
-					c.mu.Lock()
-					c.passed++
-					c.mu.Unlock()
-				}
+				c.handing(unit)
 				c.pending = unit
 				if len(rest) == 0 {
 					c.acc = nil
@@ -170,6 +166,18 @@ func (c *framedConn) Read(b []byte) (int, error) {
 				c.lastRead = c.now()
 			}
 			c.mu.Unlock()
+			if err == nil && len(c.acc) == 0 {
+				// The common case: the read begins with a whole unit
+				// that passes. It is handed over where it lies, at the
+				// start of b; only what follows it is copied.
+				if unit, rest, bad := nextUnit(b[:n]); bad == nil && unit != nil {
+					c.handing(unit)
+					if len(rest) > 0 {
+						c.acc = append([]byte(nil), rest...)
+					}
+					return len(unit), nil
+				}
+			}
 			c.acc = append(c.acc, b[:n]...)
 		}
 		if err != nil {
@@ -180,6 +188,15 @@ func (c *framedConn) Read(b []byte) (int, error) {
 			}
 			return 0, err
 		}
+	}
+}
+
+// handing counts a unit handed to sipgo: a request is owed an answer.
+func (c *framedConn) handing(unit []byte) {
+	if unit[0] != '\r' && unit[0] != '\n' && !bytes.HasPrefix(unit, []byte("SIP/")) {
+		c.mu.Lock()
+		c.passed++
+		c.mu.Unlock()
 	}
 }
 
@@ -253,16 +270,21 @@ func nextUnit(buf []byte) (unit, rest []byte, bad *badInput) {
 // frameLength checks the start line and header fields for what framing
 // needs (a SIP start line, fields with colons, one valid Content-Length) and
 // returns the body length.
+//
+// It runs on every message, so it allocates nothing.
 func frameLength(head []byte) (int, *badInput) {
-	lines := bytes.Split(head[:len(head)-2], []byte("\r\n"))
-	if bad := checkStartLine(string(lines[0])); bad != nil && bad.framing {
+	fields := head[:len(head)-2]
+	start, rest, more := bytes.Cut(fields, crlf)
+	if bad := checkStartLine(start); bad != nil && bad.framing {
 		return 0, bad
 	}
-	if len(lines)-1 > maxHeaderFields {
+	if bytes.Count(fields, crlf) > maxHeaderFields {
 		return 0, &badInput{513, "Message Too Large: more than " + strconv.Itoa(maxHeaderFields) + " header fields", "too many headers", true}
 	}
 	length, seen := 0, 0
-	for _, line := range lines[1:] {
+	for more {
+		var line []byte
+		line, rest, more = bytes.Cut(rest, crlf)
 		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
 			continue // folded continuation of the field above
 		}
@@ -273,16 +295,20 @@ func frameLength(head []byte) (int, *badInput) {
 		if !isToken(bytes.TrimRight(name, " \t")) {
 			return 0, &badInput{400, "Bad Request: malformed header field name", "bad header name", true}
 		}
-		if n := strings.ToLower(string(bytes.TrimSpace(name))); n != "content-length" && n != "l" {
+		// A token is ASCII, so EqualFold is ToLower's comparison here.
+		if n := bytes.TrimSpace(name); !bytes.EqualFold(n, []byte("content-length")) && !bytes.EqualFold(n, []byte("l")) {
 			continue
 		}
 		seen++
-		v := strings.TrimSpace(string(value))
-		if v == "" || strings.Trim(v, "0123456789") != "" || len(v) > 10 {
+		v := bytes.TrimSpace(value)
+		if len(v) == 0 || !allDigits(v) || len(v) > 10 {
 			return 0, &badInput{400, "Bad Request: malformed Content-Length", "bad content-length", true}
 		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n > maxBodyBytes {
+		n := 0 // at most 10 digits: no overflow
+		for _, d := range v {
+			n = n*10 + int(d-'0')
+		}
+		if n > maxBodyBytes {
 			return 0, &badInput{413, "Request Entity Too Large: body over " + strconv.Itoa(maxBodyBytes) + " bytes", "body too large", true}
 		}
 		length = n
@@ -301,8 +327,8 @@ func frameLength(head []byte) (int, *badInput) {
 // section (which may never come: the remains of a body cut short by a
 // wrong Content-Length need not hold an empty line).
 func checkStartPrefix(buf []byte) *badInput {
-	if line, _, complete := bytes.Cut(buf, []byte("\r\n")); complete {
-		if bad := checkStartLine(string(line)); bad != nil && bad.framing {
+	if line, _, complete := bytes.Cut(buf, crlf); complete {
+		if bad := checkStartLine(line); bad != nil && bad.framing {
 			return bad
 		}
 		return nil
@@ -316,29 +342,32 @@ func checkStartPrefix(buf []byte) *badInput {
 
 // checkStartLine checks a request or status line. A line that is neither
 // is a framing error: the stream is not SIP, or not where we think it is.
-func checkStartLine(line string) *badInput {
-	if strings.HasPrefix(line, "SIP/") {
-		parts := strings.SplitN(line, " ", 3)
-		if len(parts) < 2 || len(parts[1]) != 3 || strings.Trim(parts[1], "0123456789") != "" {
+func checkStartLine(line []byte) *badInput {
+	if bytes.HasPrefix(line, []byte("SIP/")) {
+		version, rest, ok := bytes.Cut(line, []byte(" "))
+		code, _, _ := bytes.Cut(rest, []byte(" "))
+		if !ok || len(code) != 3 || !allDigits(code) {
 			return &badInput{0, "malformed status line", "bad status line", true}
 		}
-		if parts[0] != "SIP/2.0" {
+		if string(version) != "SIP/2.0" {
 			return &badInput{0, "status line of another SIP version", "bad version", false}
 		}
 		return nil
 	}
-	parts := strings.Split(line, " ")
-	if len(parts) < 2 || !isToken([]byte(parts[0])) || !strings.Contains(parts[1], ":") {
+	// Method SP Request-URI SP SIP-Version, each part without a space.
+	method, rest, ok := bytes.Cut(line, []byte(" "))
+	uri, version, three := bytes.Cut(rest, []byte(" "))
+	if !ok || !isToken(method) || !bytes.Contains(uri, []byte(":")) {
 		return &badInput{400, "Bad Request: malformed request line", "bad request line", true}
 	}
-	if len(parts) == 2 {
+	if !three {
 		return &badInput{400, "Bad Request: request line without SIP version", "no version", true}
 	}
-	if len(parts) != 3 {
+	if bytes.Contains(version, []byte(" ")) {
 		return &badInput{400, "Bad Request: malformed request line", "bad request line", true}
 	}
-	if parts[2] != "SIP/2.0" {
-		if strings.HasPrefix(parts[2], "SIP/") {
+	if string(version) != "SIP/2.0" {
+		if bytes.HasPrefix(version, []byte("SIP/")) {
 			return &badInput{505, "Version Not Supported: only SIP/2.0", "bad version", false}
 		}
 		return &badInput{400, "Bad Request: malformed request line", "bad request line", true}
@@ -349,8 +378,8 @@ func checkStartLine(line string) *badInput {
 // checkMessage checks a framed message where RFC 3261 is strict. Its
 // problems leave the stream readable: the message is answered and skipped.
 func checkMessage(msg, head []byte) *badInput {
-	lines := bytes.SplitN(head, []byte("\r\n"), 2)
-	if bad := checkStartLine(string(lines[0])); bad != nil {
+	start, _, _ := bytes.Cut(head, crlf)
+	if bad := checkStartLine(start); bad != nil {
 		return bad
 	}
 	parsed, err := sip.ParseMessage(msg)
@@ -361,12 +390,36 @@ func checkMessage(msg, head []byte) *badInput {
 	if !ok {
 		return nil // a response: sipgo matches it to its transaction
 	}
-	for _, name := range []string{"Via", "From", "To", "Call-ID", "CSeq"} {
-		if req.GetHeader(name) == nil {
-			return &badInput{400, "Bad Request: " + name + " header missing", "missing " + strings.ToLower(name), false}
+	// One pass over the fields (sipgo's GetHeader lowercases every
+	// field name it passes, allocating for most). The parser gives each
+	// of these fields, in any spelling, its own type.
+	var via, from, to, callID, cseq int
+	var contacts []*sip.ContactHeader
+	for _, h := range req.Headers() {
+		switch h := h.(type) {
+		case *sip.ViaHeader:
+			via++
+		case *sip.FromHeader:
+			from++
+		case *sip.ToHeader:
+			to++
+		case *sip.CallIDHeader:
+			callID++
+		case *sip.CSeqHeader:
+			cseq++
+		case *sip.ContactHeader:
+			contacts = append(contacts, h)
 		}
 	}
-	if n := len(req.GetHeaders("From")) + len(req.GetHeaders("To")) + len(req.GetHeaders("Call-ID")) + len(req.GetHeaders("CSeq")); n != 4 {
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"Via", via}, {"From", from}, {"To", to}, {"Call-ID", callID}, {"CSeq", cseq}} {
+		if f.n == 0 {
+			return &badInput{400, "Bad Request: " + f.name + " header missing", "missing " + strings.ToLower(f.name), false}
+		}
+	}
+	if from+to+callID+cseq != 4 {
 		return &badInput{400, "Bad Request: From, To, Call-ID and CSeq must each appear once", "repeated header", false}
 	}
 	if req.Recipient.Scheme != "sip" && req.Recipient.Scheme != "sips" {
@@ -377,12 +430,7 @@ func checkMessage(msg, head []byte) *badInput {
 	} else if cseq.SeqNo > maxCSeq {
 		return &badInput{400, "Bad Request: CSeq number above 2^31-1", "cseq range", false}
 	}
-	contacts := req.GetHeaders("Contact")
-	for _, h := range contacts {
-		c, ok := h.(*sip.ContactHeader)
-		if !ok {
-			return &badInput{400, "Bad Request: malformed Contact header", "bad contact", false}
-		}
+	for _, c := range contacts {
 		if c.Address.Wildcard {
 			if req.Method != sip.REGISTER || len(contacts) != 1 || !expiresZero(req) {
 				// RFC 3261 §10.3 step 6.
@@ -390,7 +438,7 @@ func checkMessage(msg, head []byte) *badInput {
 			}
 			continue
 		}
-		if bad := checkContactURI(h.Value(), c); bad != nil {
+		if bad := checkContactURI(c.Value(), c); bad != nil {
 			return bad
 		}
 	}
@@ -509,6 +557,18 @@ func answerFor(msg []byte, bad *badInput) []byte {
 func printable(v []byte) bool {
 	for _, c := range v {
 		if c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+var crlf = []byte("\r\n")
+
+// allDigits reports whether s is ASCII digits only (true for none).
+func allDigits(s []byte) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
 			return false
 		}
 	}
