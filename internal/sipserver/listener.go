@@ -225,14 +225,35 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &trackedConn{Conn: c, closed: l.closed}, nil
+	return newTrackedConn(c, l.closed), nil
 }
 
 type trackedConn struct {
 	net.Conn
-	closed func(remote string)
-	once   sync.Once
+	closed        func(remote string)
+	once          sync.Once
+	local, remote *addrText
 }
+
+func newTrackedConn(c net.Conn, closed func(remote string)) *trackedConn {
+	return &trackedConn{Conn: c, closed: closed,
+		local:  &addrText{c.LocalAddr(), c.LocalAddr().String()},
+		remote: &addrText{c.RemoteAddr(), c.RemoteAddr().String()}}
+}
+
+// LocalAddr and RemoteAddr give addresses whose text is made once: sipgo
+// formats both each time it counts a reference to the connection (a debug
+// line built whether or not it is logged), several times per MESSAGE.
+func (c *trackedConn) LocalAddr() net.Addr  { return c.local }
+func (c *trackedConn) RemoteAddr() net.Addr { return c.remote }
+
+// addrText is an address with its text.
+type addrText struct {
+	net.Addr
+	text string
+}
+
+func (a *addrText) String() string { return a.text }
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()

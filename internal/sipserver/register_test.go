@@ -1,6 +1,7 @@
 package sipserver
 
 import (
+	"net"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -62,4 +63,35 @@ func fmtList(s []string) string {
 		out += x
 	}
 	return out + "]"
+}
+
+// TestTrackedConnAddresses: the connection handed to sipgo tells the same
+// addresses as the one under it.
+func TestTrackedConnAddresses(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	d, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var closedFrom string
+	tc := newTrackedConn(c, func(remote string) { closedFrom = remote })
+	if got, want := tc.LocalAddr(), c.LocalAddr(); got.String() != want.String() || got.Network() != want.Network() {
+		t.Errorf("LocalAddr = %s %s, want %s %s", got.Network(), got, want.Network(), want)
+	}
+	if got, want := tc.RemoteAddr(), d.LocalAddr(); got.String() != want.String() || got.Network() != want.Network() {
+		t.Errorf("RemoteAddr = %s %s, want %s %s", got.Network(), got, want.Network(), want)
+	}
+	tc.Close()
+	if closedFrom != d.LocalAddr().String() {
+		t.Errorf("close reported for %q, want %q", closedFrom, d.LocalAddr().String())
+	}
 }
