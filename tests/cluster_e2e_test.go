@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sealpost/sealpost/api"
 	"github.com/sealpost/sealpost/internal/clock"
+	"github.com/sealpost/sealpost/internal/loginguard"
 	"github.com/sealpost/sealpost/internal/server"
 	"github.com/sealpost/sealpost/internal/server/servertest"
 	"github.com/sealpost/sealpost/internal/store/postgres/pgtest"
@@ -504,5 +506,43 @@ func TestClusterMoveWhileDelivering(t *testing.T) {
 	}
 	if n := resends(receivedIDs(onC)); n != 0 {
 		t.Errorf("%d re-sends on C", n)
+	}
+}
+
+// TestClusterPasswordGuessingIsLimitedAcrossNodes: guesses spread over the
+// nodes (as a balancer spreads them) meet the limit of one node: after the
+// free failures on nodes a and b, node c refuses the address at once, and
+// the right password from another address still works there.
+func TestClusterPasswordGuessingIsLimitedAcrossNodes(t *testing.T) {
+	c := startNodes(t, "a", "b", "c")
+	guess := func(s *servertest.Server, source, password string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.HTTPSURL+api.PathTokens, nil)
+		req.SetBasicAuth("alice", password)
+		res, err := httpsFrom(s, source).Do(req)
+		if err != nil {
+			t.Fatalf("POST %s: %v", api.PathTokens, err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	for i := range loginguard.DefaultAddressFreeFailures {
+		s := c.by[[]string{"a", "b"}[i%2]]
+		if code := guess(s, "127.0.0.2", fmt.Sprintf("guess-%d", i)); code != http.StatusUnauthorized {
+			t.Fatalf("free guess %d: %d, want 401", i+1, code)
+		}
+	}
+	// Node c hears of every failure (NATS delivers in the background).
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		if v := metric(t, c.by["c"], "sealpost_cluster_login_verdicts_learned_total"); v < loginguard.DefaultAddressFreeFailures {
+			return fmt.Errorf("node c learnt %v of %d failures", v, loginguard.DefaultAddressFreeFailures)
+		}
+		return nil
+	})
+	if code := guess(c.by["c"], "127.0.0.2", "guess-on-c"); code != http.StatusTooManyRequests {
+		t.Fatalf("first guess on node c after %d on a and b: %d, want 429", loginguard.DefaultAddressFreeFailures, code)
+	}
+	if code := guess(c.by["c"], "127.0.0.3", "alice-password"); code != http.StatusCreated && code != http.StatusOK {
+		t.Fatalf("alice from another address on node c: %d", code)
 	}
 }

@@ -50,6 +50,8 @@ import (
 const (
 	bellPrefix  = "sealpost.bell."
 	boundPrefix = "sealpost.bound."
+	// loginSubject carries the login guards' verdicts (ShareLogin).
+	loginSubject = "sealpost.login"
 )
 
 // Options configure a Node. Zero durations take the defaults noted.
@@ -71,6 +73,10 @@ type Options struct {
 	// Moved, if set, is called first (queue.Moved): the delivery under
 	// way on that connection is abandoned, not failed.
 	Moved func(account string)
+	// LoginVerdict, if set, applies a login verdict another node shared
+	// (loginguard.Guard.Learn): guessing spread over the nodes is limited
+	// as on one.
+	LoginVerdict func(account, source string, ok bool)
 	// SweepInterval is how often the node kicks every account it holds,
 	// to deliver what a lost doorbell did not announce (default 15 s).
 	SweepInterval time.Duration
@@ -122,6 +128,14 @@ type announcement struct {
 	Node    string `json:"node"`
 	Epoch   int64  `json:"epoch"`
 	Gone    bool   `json:"gone,omitempty"`
+}
+
+// verdict is the payload of the login subject.
+type verdict struct {
+	Node    string `json:"node"`
+	Account string `json:"account"`
+	Source  string `json:"source"` // the client's address as the guard counts it
+	OK      bool   `json:"ok"`
 }
 
 // A doorbell's payload is the account's name, then, if a message was just
@@ -197,6 +211,7 @@ func Start(o Options) (*Node, error) {
 	for subject, handler := range map[string]nats.MsgHandler{
 		bellPrefix + "*":  n.onBell,
 		boundPrefix + "*": n.onBound,
+		loginSubject:      n.onLogin,
 	} {
 		sub, err := nc.Subscribe(subject, handler)
 		if err != nil {
@@ -556,6 +571,29 @@ func (n *Node) kickHeld() {
 	for _, a := range accounts {
 		n.o.Kick(a)
 	}
+}
+
+// ShareLogin tells the other nodes of a login verdict reached here (set as
+// loginguard.Guard.Share). Lost while NATS is away: each node then limits
+// on its own.
+func (n *Node) ShareLogin(account, source string, ok bool) {
+	data, _ := json.Marshal(verdict{Node: n.o.Node, Account: account, Source: source, OK: ok})
+	if err := n.nc.Publish(loginSubject, data); err != nil {
+		n.o.Log.Debug("login verdict not shared", "account", account, "err", err)
+	}
+}
+
+func (n *Node) onLogin(m *nats.Msg) {
+	var v verdict
+	if err := json.Unmarshal(m.Data, &v); err != nil || v.Account == "" || v.Source == "" {
+		n.o.Log.Warn("ignoring a malformed login verdict", "subject", m.Subject)
+		return
+	}
+	if v.Node == n.o.Node || n.o.LoginVerdict == nil {
+		return
+	}
+	n.m.verdicts.Inc()
+	n.o.LoginVerdict(v.Account, v.Source, v.OK)
 }
 
 // Connected reports whether the node is connected to NATS now.

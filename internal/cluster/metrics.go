@@ -13,6 +13,7 @@ type metrics struct {
 	// renewed) or by one still more than half valid (a read only).
 	leaseTaken, leaseKept prometheus.Counter
 	handed                prometheus.Counter // doorbells that carried a message for a device held here
+	verdicts              prometheus.Counter // login verdicts learnt from other nodes
 }
 
 func newMetrics() *metrics {
@@ -33,6 +34,10 @@ func newMetrics() *metrics {
 			Name: "sealpost_cluster_moved_connections_dropped_total",
 			Help: "Connections this node closed because their device registered on another node.",
 		}),
+		verdicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_cluster_login_verdicts_learned_total",
+			Help: "Login failures (and successes that cleared failures) other nodes shared, applied to this node's login limits.",
+		}),
 		handed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sealpost_cluster_messages_handed_total",
 			Help: "Messages another node stored for a device held here, carried by the doorbell and delivered without listing the store.",
@@ -52,7 +57,7 @@ func newMetrics() *metrics {
 // is connected to NATS, and how many accounts' devices it holds.
 func (n *Node) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
-		n.m.rung, n.m.answered, n.m.sweeps, n.m.dropped, n.m.leaseTaken, n.m.leaseKept, n.m.handed,
+		n.m.rung, n.m.answered, n.m.sweeps, n.m.dropped, n.m.leaseTaken, n.m.leaseKept, n.m.handed, n.m.verdicts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sealpost_cluster_nats_connected",
 			Help: "1 while this node is connected to NATS; 0 while delivery runs on the sweep alone.",

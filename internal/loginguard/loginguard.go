@@ -120,6 +120,8 @@ type Guard struct {
 	mu       sync.Mutex
 	pairs    map[pairKey]*pairState   // guarded by mu
 	accounts map[string]*accountState // guarded by mu
+
+	share func(account, source string, ok bool) // see Share; set before use
 }
 
 type pairKey struct{ account, source string }
@@ -190,6 +192,7 @@ type Attempt struct {
 	laneUsed bool
 	prevLane time.Time
 	prevNext time.Time
+	prevFail int // failures of the pair before this attempt
 	done     bool
 }
 
@@ -202,15 +205,7 @@ func (g *Guard) Reserve(account, source, via string) (*Attempt, time.Duration) {
 	key := pairKey{account, src}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	p := g.pairs[key]
-	if p != nil && now.Sub(p.last) >= g.s.ForgetAfter {
-		delete(g.pairs, key)
-		p = nil
-	}
-	a := g.accounts[account]
-	if a != nil && now.Sub(a.last) >= g.s.ForgetAfter && a.failures > 0 {
-		a.failures, a.lanes, a.logged = 0, [2]time.Time{}, false
-	}
+	p, a := g.current(key, now)
 	if p != nil && p.failures >= g.s.AddressFreeFailures && now.Before(p.next) {
 		g.limited.WithLabelValues(via, "address").Inc()
 		if !p.logged {
@@ -220,11 +215,7 @@ func (g *Guard) Reserve(account, source, via string) (*Attempt, time.Duration) {
 		}
 		return nil, p.next.Sub(now)
 	}
-	known := a != nil && !a.known[src].IsZero() && now.Sub(a.known[src]) < g.s.KnownGoodFor
-	lane := laneClean
-	if p != nil && p.failures > 0 {
-		lane = laneDirty
-	}
+	known, lane := g.standing(key, p, a, now)
 	slowed := a != nil && !known && a.failures >= g.s.AccountFreeFailures
 	if slowed && now.Before(a.lanes[lane]) {
 		g.limited.WithLabelValues(via, "account").Inc()
@@ -236,7 +227,38 @@ func (g *Guard) Reserve(account, source, via string) (*Attempt, time.Duration) {
 		return nil, a.lanes[lane].Sub(now)
 	}
 
-	// Admitted: count it as a failure now; Done(true) takes it back.
+	return g.admit(key, p, a, lane, known, via, now), 0
+}
+
+// current returns the state of the pair and of its account, forgetting
+// what is older than ForgetAfter. Called with mu held.
+func (g *Guard) current(key pairKey, now time.Time) (*pairState, *accountState) {
+	p := g.pairs[key]
+	if p != nil && now.Sub(p.last) >= g.s.ForgetAfter {
+		delete(g.pairs, key)
+		p = nil
+	}
+	a := g.accounts[key.account]
+	if a != nil && now.Sub(a.last) >= g.s.ForgetAfter && a.failures > 0 {
+		a.failures, a.lanes, a.logged = 0, [2]time.Time{}, false
+	}
+	return p, a
+}
+
+// standing says whether the pair's address is known good for the account,
+// and which of the account's lanes its attempts go through.
+func (g *Guard) standing(key pairKey, p *pairState, a *accountState, now time.Time) (known bool, lane int) {
+	known = a != nil && !a.known[key.source].IsZero() && now.Sub(a.known[key.source]) < g.s.KnownGoodFor
+	lane = laneClean
+	if p != nil && p.failures > 0 {
+		lane = laneDirty
+	}
+	return known, lane
+}
+
+// admit counts an attempt as a failure now (Done(true) takes it back).
+// Called with mu held.
+func (g *Guard) admit(key pairKey, p *pairState, a *accountState, lane int, known bool, via string, now time.Time) *Attempt {
 	if p == nil {
 		g.makeRoom(now)
 		p = &pairState{}
@@ -245,9 +267,9 @@ func (g *Guard) Reserve(account, source, via string) (*Attempt, time.Duration) {
 	if a == nil {
 		g.makeRoom(now)
 		a = &accountState{}
-		g.accounts[account] = a
+		g.accounts[key.account] = a
 	}
-	at := &Attempt{g: g, key: key, via: via, lane: lane, prevNext: p.next}
+	at := &Attempt{g: g, key: key, via: via, lane: lane, prevNext: p.next, prevFail: p.failures}
 	p.failures++
 	p.last = now
 	if p.failures >= g.s.AddressFreeFailures {
@@ -259,7 +281,7 @@ func (g *Guard) Reserve(account, source, via string) (*Attempt, time.Duration) {
 		at.laneUsed, at.prevLane = true, a.lanes[lane]
 		a.lanes[lane] = now.Add(g.delay(a.failures-g.s.AccountFreeFailures, g.s.MaxAccountDelay))
 	}
-	return at, 0
+	return at
 }
 
 // delay is FirstDelay doubled n times, at most limit.
@@ -276,7 +298,11 @@ func (g *Guard) delay(n int, limit time.Duration) time.Duration {
 // the account, and makes the address known good for the account.
 func (at *Attempt) Done(ok bool) {
 	at.g.checks.WithLabelValues(at.via).Inc()
+	first := !at.done
 	at.finish(ok, ok)
+	if first && at.g.share != nil && (!ok || at.prevFail > 0) {
+		at.g.share(at.key.account, at.key.source, ok)
+	}
 }
 
 // Cancel takes the attempt back without a verdict (a stale nonce answered
@@ -315,20 +341,25 @@ func (at *Attempt) finish(undo, good bool) {
 		a.lanes[at.lane] = at.prevLane
 	}
 	if good {
-		if a.known == nil {
-			a.known = map[string]time.Time{}
-		}
-		if len(a.known) >= maxKnownPerAcount {
-			oldest := ""
-			for s, t := range a.known {
-				if oldest == "" || t.Before(a.known[oldest]) {
-					oldest = s
-				}
-			}
-			delete(a.known, oldest)
-		}
-		a.known[at.key.source] = now
+		a.markKnown(at.key.source, now)
 	}
+}
+
+// markKnown makes source known good for the account. Called with mu held.
+func (a *accountState) markKnown(source string, now time.Time) {
+	if a.known == nil {
+		a.known = map[string]time.Time{}
+	}
+	if len(a.known) >= maxKnownPerAcount {
+		oldest := ""
+		for s, t := range a.known {
+			if oldest == "" || t.Before(a.known[oldest]) {
+				oldest = s
+			}
+		}
+		delete(a.known, oldest)
+	}
+	a.known[source] = now
 }
 
 // makeRoom drops forgotten state when the maps are full, then, if still

@@ -79,7 +79,8 @@ func (s *Server) startCluster() error {
 		NATSURL: s.o.Cluster.NATSURL, Node: s.o.Cluster.Node,
 		Store: s.store.(store.Cluster), Kick: s.queue.Kick, Handed: s.queue.Handed, Lookup: s.registrar.Lookup,
 		Disconnect: s.sip.Disconnect, Moved: s.queue.Moved, SweepInterval: s.o.Cluster.SweepInterval,
-		Clock: s.o.Clock, Log: s.log.With("part", "cluster"),
+		LoginVerdict: s.guard.Learn,
+		Clock:        s.o.Clock, Log: s.log.With("part", "cluster"),
 	})
 	if err != nil {
 		return err
@@ -89,6 +90,7 @@ func (s *Server) startCluster() error {
 		return err
 	}
 	s.cluster = n
+	s.guard.Share(n.ShareLogin)
 	online, disconnected := s.registrar.OnOnline, s.registrar.OnDisconnect
 	s.registrar.OnOnline = func(account string) {
 		n.Online(account)

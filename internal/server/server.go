@@ -140,6 +140,7 @@ type Server struct {
 
 	mu                            sync.Mutex
 	listeners                     []net.Listener // guarded by mu
+	guard                         *loginguard.Guard
 	httpSrv                       *http.Server
 	adminSrv                      *http.Server
 	httpsAddr, sipAddr, adminAddr string
@@ -225,6 +226,7 @@ func (s *Server) Start() error {
 	}
 	s.registrar = registrar.New(o.Clock)
 	guard := loginguard.New(o.LoginGuard, o.Clock, s.log.With("part", "loginguard"))
+	s.guard = guard
 	if err := guard.Register(s.metrics.Registry); err != nil {
 		return err
 	}
