@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -544,5 +546,47 @@ func TestClusterPasswordGuessingIsLimitedAcrossNodes(t *testing.T) {
 	}
 	if code := guess(c.by["c"], "127.0.0.3", "alice-password"); code != http.StatusCreated && code != http.StatusOK {
 		t.Fatalf("alice from another address on node c: %d", code)
+	}
+}
+
+// TestClusterUserDelReachesEveryNode: the operator deletes bob.smith on
+// node a (user del beside a's data folder) while his device is connected
+// to node b: b closes that connection and forgets him.
+func TestClusterUserDelReachesEveryNode(t *testing.T) {
+	c := startNodes(t, "a", "b")
+	bob := c.by["b"].NewDevice(t, "bob.smith", "bob-password")
+	mustRegister(t, bob, false)
+
+	cli, err := server.New(server.Options{DataDir: c.by["a"].DataDir, StoreURL: c.db, MasterKeyFile: c.masterKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	failed, err := cli.DeleteUser(ctx, "bob.smith")
+	if err != nil {
+		t.Fatalf("DeleteUser: %v", err)
+	}
+	if _, err := cli.DisconnectDeleted(ctx, "bob.smith", failed); err != nil {
+		t.Fatalf("disconnecting on node a: %v", err)
+	}
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		if _, ok := c.by["b"].Registrar().Lookup("bob.smith"); ok {
+			return errors.New("node b still holds the deleted account's registration")
+		}
+		return nil
+	})
+	servertest.CheckFor(t, 20*time.Second, func() error {
+		for _, l := range c.by["b"].Logs() {
+			if strings.Contains(l, "account deleted by the operator") && strings.Contains(l, "account=bob.smith") && strings.Contains(l, "device_online=true") {
+				return nil
+			}
+		}
+		return errors.New("node b logged no deletion of bob.smith's registered device")
+	})
+	// The device cannot come back: its account is gone.
+	if code, _ := bob.Register(600, false); code >= 200 && code < 300 {
+		t.Fatalf("bob.smith registered again on node b after user del on node a: %d", code)
 	}
 }

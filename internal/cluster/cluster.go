@@ -52,6 +52,9 @@ const (
 	boundPrefix = "sealpost.bound."
 	// loginSubject carries the login guards' verdicts (ShareLogin).
 	loginSubject = "sealpost.login"
+	// deletedSubject carries the operator's account deletions
+	// (AccountDeleted).
+	deletedSubject = "sealpost.deleted"
 )
 
 // Options configure a Node. Zero durations take the defaults noted.
@@ -77,6 +80,10 @@ type Options struct {
 	// (loginguard.Guard.Learn): guessing spread over the nodes is limited
 	// as on one.
 	LoginVerdict func(account, source string, ok bool)
+	// Deleted, if set, is told of an account the operator deleted on
+	// another node (sealpostd user del): the node drops what it caches of
+	// it and the connection of its device, if registered here.
+	Deleted func(account string)
 	// SweepInterval is how often the node kicks every account it holds,
 	// to deliver what a lost doorbell did not announce (default 15 s).
 	SweepInterval time.Duration
@@ -212,6 +219,7 @@ func Start(o Options) (*Node, error) {
 		bellPrefix + "*":  n.onBell,
 		boundPrefix + "*": n.onBound,
 		loginSubject:      n.onLogin,
+		deletedSubject:    n.onDeleted,
 	} {
 		sub, err := nc.Subscribe(subject, handler)
 		if err != nil {
@@ -594,6 +602,34 @@ func (n *Node) onLogin(m *nats.Msg) {
 	}
 	n.m.verdicts.Inc()
 	n.o.LoginVerdict(v.Account, v.Source, v.OK)
+}
+
+// deletion is the payload of the deleted subject.
+type deletion struct {
+	Node    string `json:"node"`
+	Account string `json:"account"`
+}
+
+// AccountDeleted tells the other nodes that the operator deleted the
+// account here. Lost while NATS is away: the device's connection elsewhere
+// then stays until its registration ends (its next REGISTER is refused).
+func (n *Node) AccountDeleted(account string) {
+	data, _ := json.Marshal(deletion{Node: n.o.Node, Account: account})
+	if err := n.nc.Publish(deletedSubject, data); err != nil {
+		n.o.Log.Warn("account deletion not told to the other nodes", "account", account, "err", err)
+	}
+}
+
+func (n *Node) onDeleted(m *nats.Msg) {
+	var d deletion
+	if err := json.Unmarshal(m.Data, &d); err != nil || d.Account == "" {
+		n.o.Log.Warn("ignoring a malformed account deletion", "subject", m.Subject)
+		return
+	}
+	if d.Node == n.o.Node || n.o.Deleted == nil {
+		return
+	}
+	n.o.Deleted(d.Account)
 }
 
 // Connected reports whether the node is connected to NATS now.

@@ -79,8 +79,8 @@ func (s *Server) startCluster() error {
 		NATSURL: s.o.Cluster.NATSURL, Node: s.o.Cluster.Node,
 		Store: s.store.(store.Cluster), Kick: s.queue.Kick, Handed: s.queue.Handed, Lookup: s.registrar.Lookup,
 		Disconnect: s.sip.Disconnect, Moved: s.queue.Moved, SweepInterval: s.o.Cluster.SweepInterval,
-		LoginVerdict: s.guard.Learn,
-		Clock:        s.o.Clock, Log: s.log.With("part", "cluster"),
+		LoginVerdict: s.guard.Learn, Deleted: s.deletedElsewhere,
+		Clock: s.o.Clock, Log: s.log.With("part", "cluster"),
 	})
 	if err != nil {
 		return err

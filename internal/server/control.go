@@ -153,17 +153,41 @@ func (s *Server) disconnectDeleted(ctx context.Context, account string, senders 
 	for _, sender := range senders {
 		s.queue.Kick(sender)
 	}
+	online := s.dropDeleted(account)
+	if s.cluster != nil {
+		s.cluster.AccountDeleted(account) // the other nodes drop it too
+	}
+	return online, nil
+}
+
+// dropDeleted forgets what this node caches of a deleted account and
+// closes its device's connection, if it is registered here; it reports
+// whether it was.
+func (s *Server) dropDeleted(account string) bool {
 	s.forget(account)
 	s.presence.forget(account)
 	b, ok := s.registrar.Remove(account)
 	s.log.Info("account deleted by the operator", "account", account, "device_online", ok)
 	if !ok {
-		return false, nil
+		return false
 	}
 	if err := s.sip.Disconnect(b.Source); err != nil {
 		s.log.Warn("closing the deleted account's connection", "account", account, "source", b.Source, "err", err)
 	}
-	return true, nil
+	return true
+}
+
+// deletedElsewhere is the cluster's Deleted: another node's operator
+// deleted the account. As on the control socket, only an account the
+// store no longer holds is dropped.
+func (s *Server) deletedElsewhere(account string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.store.Account(ctx, account); !errors.Is(err, store.ErrNotFound) {
+		s.log.Warn("ignoring another node's deletion of an account the store still holds (or could not be read)", "account", account, "err", err)
+		return
+	}
+	s.dropDeleted(account)
 }
 
 // devices lists the accounts registered since the server started, online
