@@ -122,8 +122,9 @@ type Server struct {
 	sealer    *seal.Sealer
 	registrar *registrar.Registrar
 	queue     *queue.Queue
-	cluster   *cluster.Node // nil for a single node
-	nonceKey  []byte        // SIP digest nonce key shared by the nodes; nil for a single node
+	guard     *loginguard.Guard // one login limit for every listener
+	cluster   *cluster.Node     // nil for a single node
+	nonceKey  []byte            // SIP digest nonce key shared by the nodes; nil for a single node
 	sip       *sipserver.Server
 	api       *apiserver.API
 	metrics   *metrics.Metrics
@@ -140,7 +141,6 @@ type Server struct {
 
 	mu                            sync.Mutex
 	listeners                     []net.Listener // guarded by mu
-	guard                         *loginguard.Guard
 	httpSrv                       *http.Server
 	adminSrv                      *http.Server
 	httpsAddr, sipAddr, adminAddr string
