@@ -330,7 +330,10 @@ func (n *Node) Offline(account, source string) {
 
 // OnlineElsewhere reports whether the account's device is registered on
 // another node, as far as this node knows: from the binding announcements,
-// else from the store, remembered for SweepInterval. While NATS is away it
+// else from the store, remembered for SweepInterval (an announced end of
+// a binding forgets it). Wrong for a while, it costs only speed: a message
+// for a device said offline is listed by its holder, one for a device
+// gone has its first attempt counted though not made. While NATS is away it
 // says no: a doorbell carrying a message would be lost, and the holder's
 // sweep then lists the message and records its attempt itself.
 func (n *Node) OnlineElsewhere(account string) bool {
@@ -504,10 +507,16 @@ func (n *Node) onBound(m *nats.Msg) {
 	if a.Node == n.o.Node {
 		return
 	}
-	n.remember(a.Account, !a.Gone, n.o.Clock.Now())
-	if !a.Gone {
-		n.superseded(a.Account, a)
+	if a.Gone {
+		// Forgotten, not taken as offline: the device may have
+		// registered on a third node meanwhile. The store will tell.
+		n.mu.Lock()
+		delete(n.remote, a.Account)
+		n.mu.Unlock()
+		return
 	}
+	n.remember(a.Account, true, n.o.Clock.Now())
+	n.superseded(a.Account, a)
 }
 
 // superseded drops this node's connection for the account if a is a newer
