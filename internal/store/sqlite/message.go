@@ -162,9 +162,10 @@ func (s *Store) Reschedule(ctx context.Context, to string, at time.Time) (int, e
 }
 
 // MarkDeliveredAll marks each of keys delivered (see MarkDelivered), in one
-// op of the writer (eachInOneOp).
+// op of the writer (eachInOneOp) that may wait a little for company
+// (op.lingers). Like every write it returns once its batch is on disk.
 func (s *Store) MarkDeliveredAll(ctx context.Context, keys []store.Key, at time.Time) ([]error, error) {
-	return s.eachInOneOp(ctx, len(keys), func(w *writer, i int) error {
+	return s.eachInOneOpMark(ctx, len(keys), func(w *writer, i int) error {
 		k := keys[i]
 		return affected(fmt.Sprintf("marking enqueued message %s from %q delivered", k.ID, k.From))(
 			w.markDelivered.ExecContext(w.ctx, encTime(at), k.From, k.ID))
@@ -195,8 +196,17 @@ func one(errs []error, err error) error {
 // is nil or ErrNotFound; any other error fails the whole batch (atomic
 // op), so the op needs no savepoint, and comes back alone.
 func (s *Store) eachInOneOp(ctx context.Context, n int, write func(w *writer, i int) error) ([]error, error) {
+	return s.eachIn(ctx, s.doAtomic, n, write)
+}
+
+// eachInOneOpMark is eachInOneOp for delivered marks (doMark).
+func (s *Store) eachInOneOpMark(ctx context.Context, n int, write func(w *writer, i int) error) ([]error, error) {
+	return s.eachIn(ctx, s.doMark, n, write)
+}
+
+func (s *Store) eachIn(ctx context.Context, do func(context.Context, func(*writer) error) error, n int, write func(w *writer, i int) error) ([]error, error) {
 	errs := make([]error, n)
-	err := s.doAtomic(ctx, func(w *writer) error {
+	err := do(ctx, func(w *writer) error {
 		for i := range n {
 			err := write(w, i)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {

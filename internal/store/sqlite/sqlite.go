@@ -96,6 +96,11 @@ type Options struct {
 	// CheckpointTick is how often the checkpointer looks for an idle
 	// writer or an old WAL (checkpoint.go). 0 means 1 s.
 	CheckpointTick time.Duration
+	// MarkLinger is how long a batch holding only delivered marks waits
+	// for another write to share its commit and fsync, while submissions
+	// arrive (one committed within 20 × MarkLinger; writer.go). 0 means
+	// 5 ms; negative means no wait.
+	MarkLinger time.Duration
 
 	// fsync, set only by this package's tests, replaces syncData
 	// for the -wal file.
@@ -123,6 +128,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CheckpointTick <= 0 {
 		o.CheckpointTick = time.Second
+	}
+	if o.MarkLinger == 0 {
+		o.MarkLinger = defaultMarkLinger
 	}
 	return o
 }

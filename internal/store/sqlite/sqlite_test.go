@@ -856,3 +856,99 @@ func TestMarkFailingInATriggerFailsItsBatch(t *testing.T) {
 		t.Errorf("message after its mark = %+v, %v; want delivered without text", got, err)
 	}
 }
+
+// TestMarkWaitsForCompany: a batch of delivered marks only waits (up to
+// MarkLinger) for another write, which then shares its commit; the mark is
+// answered only with that batch, once it is on disk. A submission ends the
+// wait at once.
+func TestMarkWaitsForCompany(t *testing.T) {
+	ctx := t.Context()
+	var mu sync.Mutex
+	var sizes []int
+	s, _ := openTemp(t, Options{MarkLinger: time.Hour, OnCommit: func(n int, _ time.Duration) {
+		mu.Lock()
+		sizes = append(sizes, n)
+		mu.Unlock()
+	}})
+	batches := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]int(nil), sizes...)
+	}
+	m1 := testMsg("alice", "bob", 1, []byte("one"))
+	if _, _, err := s.Submit(ctx, m1, 0); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, "the submission counted", func() bool { return len(batches()) == 1 })
+	release := blockWriter(t, s)
+	marked := make(chan error, 1)
+	go func() { marked <- markOne(s, ctx, m1.From, m1.ID, t0.Add(time.Minute)) }()
+	checkFor(t, "the mark queued", func() bool { return len(s.ops) == 1 })
+	release()
+	checkFor(t, "the writer took the mark", func() bool { return len(s.ops) == 0 })
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case err := <-marked:
+		t.Fatalf("mark answered (%v) before any company came, with MarkLinger of an hour", err)
+	default:
+	}
+	m2 := testMsg("carol", "bob", 2, []byte("two"))
+	if _, _, err := s.Submit(ctx, m2, 0); err != nil {
+		t.Fatalf("Submit while a mark waits: %v", err)
+	}
+	if err := <-marked; err != nil {
+		t.Fatalf("mark: %v", err)
+	}
+	// Batches (a solo op, which parked the writer, is none): the
+	// submission, then the mark with the second submission.
+	checkFor(t, "the second batch counted", func() bool { return len(batches()) == 2 })
+	if got := batches(); got[1] != 2 {
+		t.Errorf("batches = %v, want the mark and the submission in one batch of 2", got)
+	}
+	if got, err := s.Message(ctx, m1.From, m1.ID); err != nil || got.Status != message.Delivered || got.Sealed != nil {
+		t.Errorf("marked message = %+v, %v; want delivered without text", got, err)
+	}
+}
+
+// TestMarkAloneIsWritten: a mark that no other write joins is written
+// after MarkLinger, and one still waiting when the store closes is written
+// by Close.
+func TestMarkAloneIsWritten(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTemp(t, Options{MarkLinger: 10 * time.Millisecond})
+	m := testMsg("alice", "bob", 1, []byte("one"))
+	if _, _, err := s.Submit(ctx, m, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := markOne(s, ctx, m.From, m.ID, t0.Add(time.Minute)); err != nil {
+		t.Fatalf("mark alone: %v", err)
+	}
+	if got, err := s.Message(ctx, m.From, m.ID); err != nil || got.Status != message.Delivered {
+		t.Errorf("message after a mark alone = %+v, %v; want delivered", got, err)
+	}
+
+	path := filepath.Join(t.TempDir(), "sealpost.db")
+	s2, err := Open(path, Options{MarkLinger: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s2.Submit(ctx, m, 0); err != nil {
+		t.Fatal(err)
+	}
+	release := blockWriter(t, s2)
+	marked := make(chan error, 1)
+	go func() { marked <- markOne(s2, ctx, m.From, m.ID, t0.Add(time.Minute)) }()
+	checkFor(t, "the mark queued", func() bool { return len(s2.ops) == 1 })
+	release()
+	checkFor(t, "the writer took the mark", func() bool { return len(s2.ops) == 0 })
+	if err := s2.Close(); err != nil {
+		t.Fatalf("Close with a mark waiting: %v", err)
+	}
+	if err := <-marked; err != nil {
+		t.Fatalf("mark waiting at Close: %v", err)
+	}
+	s3 := openAt(t, path, Options{})
+	if got, err := s3.Message(ctx, m.From, m.ID); err != nil || got.Status != message.Delivered {
+		t.Errorf("message marked during Close, after reopen = %+v, %v; want delivered", got, err)
+	}
+}

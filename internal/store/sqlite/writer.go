@@ -32,8 +32,16 @@ type op struct {
 	// (diskfull.go), so that the disk reserve's space goes to delivery
 	// marks and tokens, not to more messages.
 	grows bool
-	done  chan error // buffered; receives exactly one answer
+	// lingers marks a delivered mark: nobody waits on it but the
+	// delivery run's bookkeeping, so a batch of nothing else waits a
+	// little (MarkLinger) for a write to share its commit (see run).
+	lingers bool
+	done    chan error // buffered; receives exactly one answer
 }
+
+// defaultMarkLinger: at 500 relayed msg/s a submission arrives every 2 ms
+// on average, so most marks share its commit instead of paying their own.
+const defaultMarkLinger = 5 * time.Millisecond
 
 // do queues fn for the writer and waits for its answer: nil only after the
 // transaction holding the write has committed durably. A caller whose ctx
@@ -48,6 +56,11 @@ func (s *Store) do(ctx context.Context, solo bool, fn func(w *writer) error) err
 // doAtomic is do for an op that qualifies as atomic (see op.atomic).
 func (s *Store) doAtomic(ctx context.Context, fn func(w *writer) error) error {
 	return s.queue(ctx, &op{ctx: ctx, fn: fn, atomic: true})
+}
+
+// doMark is doAtomic for delivered marks (see op.lingers).
+func (s *Store) doMark(ctx context.Context, fn func(w *writer) error) error {
+	return s.queue(ctx, &op{ctx: ctx, fn: fn, atomic: true, lingers: true})
 }
 
 // doSubmit is doAtomic for a submission (see op.grows).
@@ -79,7 +92,14 @@ func (s *Store) queue(ctx context.Context, o *op) error {
 // still busy with the previous batch's fsync. Then the ops arriving
 // meanwhile join the open transaction, since they could not be made durable
 // before that fsync ends anyway; a bigger batch also writes fewer pages per
-// op, because ops of one batch share the index pages they touch.
+// op, because ops of one batch share the index pages they touch. A batch
+// of delivered marks only, while submissions are arriving (one committed
+// within 20 × MarkLinger), also waits up to MarkLinger for another op: at a
+// low rate every submission and every mark would otherwise pay a commit
+// and an fsync of its own, two per relayed message. The first op that is
+// not a mark ends the wait, so a submission is never held back by it;
+// every op is still answered only once its batch is on disk. A drain
+// (marks and attempts, no submissions) does not wait.
 func (s *Store) run() {
 	syncq := make(chan committed, 64)
 	syncDone := make(chan struct{})
@@ -90,6 +110,7 @@ func (s *Store) run() {
 		close(s.done)
 	}()
 	var handed int64        // batches given to the syncer
+	var lastGrow time.Time  // when the last batch with a submission began
 	var sinceCheckpoint int // writes since the last checkpoint request
 	var carry *op           // a solo op that ended the previous batch
 	open := true
@@ -114,18 +135,30 @@ func (s *Store) run() {
 		b := s.w.startBatch(s.opts.MaxBatch)
 		b.refuseGrowth = s.refusingGrowth()
 		b.add(first)
+		var linger *time.Timer // while the batch holds only marks
+		if first.lingers && s.opts.MarkLinger > 0 && time.Since(lastGrow) < 20*s.opts.MarkLinger {
+			linger = time.NewTimer(s.opts.MarkLinger)
+		}
 	collect:
 		for b.err == nil && len(b.ops) < s.opts.MaxBatch {
 			diskBusy := s.syncer.synced.Load() < handed
 			var o *op
 			var ok bool
-			if diskBusy {
+			switch {
+			case diskBusy:
 				select {
 				case o, ok = <-s.ops:
 				case <-s.syncer.wake:
 					continue // the syncer finished a round: look again
 				}
-			} else {
+			case linger != nil:
+				select {
+				case o, ok = <-s.ops:
+				case <-linger.C:
+					linger = nil
+					break collect
+				}
+			default:
 				select {
 				case o, ok = <-s.ops:
 				default:
@@ -140,7 +173,17 @@ func (s *Store) run() {
 				carry = o
 				break collect
 			}
+			if linger != nil && !o.lingers {
+				linger.Stop()
+				linger = nil
+			}
 			b.add(o)
+		}
+		if linger != nil {
+			linger.Stop()
+		}
+		if b.grows {
+			lastGrow = b.start
 		}
 		if b.commit() {
 			// Answered by the syncer once the batch is on disk.
@@ -281,7 +324,8 @@ type batch struct {
 	// refuseGrowth: writes are failing; submissions get this error
 	// without being tried.
 	refuseGrowth error
-	refused      int // submissions refused so far
+	refused      int  // submissions refused so far
+	grows        bool // it holds a submission
 }
 
 func (w *writer) startBatch(capacity int) *batch {
@@ -300,6 +344,7 @@ func (b *batch) add(o *op) {
 	b.errs = append(b.errs, nil)
 	i := len(b.ops) - 1
 	w := b.w
+	b.grows = b.grows || o.grows
 	if b.err != nil {
 		return
 	}
