@@ -328,7 +328,11 @@ type batch struct {
 	grows        bool // it holds a submission
 }
 
+// startBatch begins a batch. Its slices start small and grow with it: at
+// a low rate most batches hold one or two writes, and slices sized for
+// MaxBatch (6 KiB at 256) were most of what a write allocated.
 func (w *writer) startBatch(capacity int) *batch {
+	capacity = min(capacity, 8)
 	b := &batch{w: w, start: time.Now(), ops: make([]*op, 0, capacity), errs: make([]error, 0, capacity)}
 	if _, err := w.exec(w.begin); err != nil {
 		b.err = unavailable(fmt.Errorf("sqlite store: beginning transaction: %w", err))
