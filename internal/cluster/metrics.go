@@ -17,39 +17,26 @@ type metrics struct {
 }
 
 func newMetrics() *metrics {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
 	return &metrics{
-		rung: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_cluster_doorbells_rung_total",
-			Help: "Doorbells this node published for accounts whose device is not registered here.",
-		}),
-		answered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_cluster_doorbells_answered_total",
-			Help: "Doorbells for a device registered on this node, which started its delivery.",
-		}),
-		sweeps: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_cluster_sweeps_total",
-			Help: "Sweeps of the accounts held here (on the timer and after each NATS reconnect).",
-		}),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_cluster_moved_connections_dropped_total",
-			Help: "Connections this node closed because their device registered on another node.",
-		}),
-		verdicts: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_cluster_login_verdicts_learned_total",
-			Help: "Login failures (and successes that cleared failures) other nodes shared, applied to this node's login limits.",
-		}),
-		handed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_cluster_messages_handed_total",
-			Help: "Messages another node stored for a device held here, carried by the doorbell and delivered without listing the store.",
-		}),
-		leaseTaken: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_cluster_leases_written_total",
-			Help: "Delivery leases this node took or renewed (a committed write each).",
-		}),
-		leaseKept: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_cluster_leases_kept_total",
-			Help: "Delivery passes under a lease still more than half valid (a read of the binding, no write).",
-		}),
+		rung: counter("sealpost_cluster_doorbells_rung_total",
+			"Doorbells this node published for accounts whose device is not registered here."),
+		answered: counter("sealpost_cluster_doorbells_answered_total",
+			"Doorbells for a device registered on this node, which started its delivery."),
+		sweeps: counter("sealpost_cluster_sweeps_total",
+			"Sweeps of the accounts held here (on the timer and after each NATS reconnect)."),
+		dropped: counter("sealpost_cluster_moved_connections_dropped_total",
+			"Connections this node closed because their device registered on another node."),
+		verdicts: counter("sealpost_cluster_login_verdicts_learned_total",
+			"Login failures (and successes that cleared failures) other nodes shared, applied to this node's login limits."),
+		handed: counter("sealpost_cluster_messages_handed_total",
+			"Messages another node stored for a device held here, carried by the doorbell and delivered without listing the store."),
+		leaseTaken: counter("sealpost_cluster_leases_written_total",
+			"Delivery leases this node took or renewed (a committed write each)."),
+		leaseKept: counter("sealpost_cluster_leases_kept_total",
+			"Delivery passes under a lease still more than half valid (a read of the binding, no write)."),
 	}
 }
 
