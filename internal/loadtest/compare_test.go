@@ -86,7 +86,10 @@ func TestCompareRows(t *testing.T) {
 	if cpu := rows[1]; cpu.Median != [2]float64{100, 100} || cpu.Ratio != 1 || cpu.HigherBetter {
 		t.Errorf("CPU per message %+v", cpu)
 	}
-	if lost := rows[3]; !lost.NoRatio || lost.Median[1] != 0 || lost.Spread[1] != 1 {
+	if queued := rows[3]; !queued.NoRatio || !strings.HasPrefix(queued.Figure, "accepted, not yet arrived") {
+		t.Errorf("backlog row %+v", queued)
+	}
+	if lost := rows[4]; !lost.NoRatio || lost.Median[1] != 0 || lost.Spread[1] != 1 {
 		t.Errorf("lost %+v", lost)
 	}
 	zero := compareRows("relay", [2][]Result{{res(0, 0, 0)}, {res(10, 0, 10)}})

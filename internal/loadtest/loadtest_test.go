@@ -66,6 +66,9 @@ func TestRelay(t *testing.T) {
 			if res.Submitted != 60 || res.Accepted != 60 {
 				t.Errorf("submitted %d, accepted %d; want all 60", res.Submitted, res.Accepted)
 			}
+			if res.QueuedAtSendEnd < 0 || res.QueuedAtSendEnd > res.Accepted {
+				t.Errorf("backlog at the senders' stop %d, outside 0..%d accepted", res.QueuedAtSendEnd, res.Accepted)
+			}
 			// The pacer never sends ahead of 300/s: 60 messages take at
 			// least 0.2 s of sending (a floor, which no load can break).
 			if res.AcceptedPerSec > 300*1.05 {
@@ -73,7 +76,7 @@ func TestRelay(t *testing.T) {
 			}
 			var table bytes.Buffer
 			res.WriteTable(&table)
-			for _, want := range []string{"| delivered/s |", "| submit→arrival p99 |", "| server CPU |", "| tool CPU |", "settings: via=" + via, "pace: system call "} {
+			for _, want := range []string{"| delivered/s |", "| accepted, not arrived, at the senders' stop |", "| submit→arrival p99 |", "| server CPU |", "| tool CPU |", "settings: via=" + via, "pace: system call "} {
 				if !strings.Contains(table.String(), want) {
 					t.Errorf("table lacks %q:\n%s", want, table.String())
 				}

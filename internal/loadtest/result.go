@@ -30,7 +30,10 @@ type Result struct {
 	// Redelivered counts second deliveries of an id, after a connection
 	// dropped before its 200 reached the server (at-least-once; clients
 	// drop the repeated id). Not an error, but reported.
-	Redelivered     int     `json:"redelivered"`
+	Redelivered int `json:"redelivered"`
+	// QueuedAtSendEnd is how many accepted messages had not arrived when
+	// the senders stopped (relay): the backlog the sending left.
+	QueuedAtSendEnd int     `json:"queued_at_send_end"`
 	AcceptedPerSec  float64 `json:"accepted_per_s"`
 	DeliveredPerSec float64 `json:"delivered_per_s"`
 	SubmitLatency   Latency `json:"submit_to_202"`
@@ -157,6 +160,9 @@ func (r *Result) figures() []metric {
 	case "relay", "mixed":
 		add("delivered/s", "msg/s", r.DeliveredPerSec)
 		add("accepted/s", "msg/s", r.AcceptedPerSec)
+		if r.Scenario == "relay" {
+			add("accepted, not arrived, at the senders' stop", "", float64(r.QueuedAtSendEnd))
+		}
 		lat("submit→202", r.SubmitLatency)
 		lat("submit→arrival", r.ArrivalLatency)
 		add("lost", "", float64(r.Lost))

@@ -87,6 +87,7 @@ func (r *run) relay(ctx context.Context) error {
 		return func() int { next = (next + 1) % s.Recipients; return next }
 	}, true)
 	sendEnd := time.Now()
+	r.res.QueuedAtSendEnd = max(0, int(r.accepted.Load()-r.arrived.Load()))
 	missing := r.waitArrivals(ctx, s.Grace)
 	end := time.Unix(0, r.lastArrival.Load())
 	if end.Before(sendEnd) {
