@@ -101,6 +101,8 @@ func (a *app) userDel(args []string) error {
 			return fmt.Errorf("the account is deleted, but its device may stay connected until its registration expires: %w", err)
 		case online:
 			fmt.Fprintln(a.stdout, "its registered device is disconnected")
+		case srv.Clustered():
+			fmt.Fprintln(a.stdout, "no device of it was registered on this node; the other nodes were told, and the one holding it disconnects it")
 		default:
 			fmt.Fprintln(a.stdout, "no device of it was registered")
 		}

@@ -37,6 +37,10 @@ func clusterNonceKey(c ClusterOptions, masterKey []byte) []byte {
 // clustered reports whether the server runs as one of several nodes.
 func (s *Server) clustered() bool { return s.o.Cluster.NATSURL != "" }
 
+// Clustered reports whether the server is configured as one of several
+// nodes (--nats).
+func (s *Server) Clustered() bool { return s.clustered() }
+
 // checkCluster refuses cluster settings that cannot work, before anything
 // listens.
 func (s *Server) checkCluster() error {
