@@ -111,12 +111,17 @@ func (s *Server) do(ctx context.Context, b registrar.Binding, req *sip.Request) 
 // final response.
 func (s *Server) start(ctx context.Context, b registrar.Binding, req *sip.Request) (wait func() error, err error) {
 	// The connection must still be there: the dialer is disabled, so this
-	// check only turns a certain failure into a clear "offline".
-	conn, err := s.ua.TransportLayer().GetConnection("tls", b.Source)
-	if err != nil {
-		return nil, &deliveryError{"offline", fmt.Errorf("no connection from %s: %w", b.Source, err)}
+	// check only turns a certain failure into a clear "offline". It looks
+	// in the server's own table of open connections (deadline.go), kept
+	// from the handshake to the close: sipgo's GetConnection counted a
+	// reference in and out for it, with a debug line built each time. (A
+	// connection closing in between fails in the transaction instead.)
+	s.connMu.Lock()
+	_, open := s.conns[b.Source]
+	s.connMu.Unlock()
+	if !open {
+		return nil, &deliveryError{"offline", fmt.Errorf("no connection from %s", b.Source)}
 	}
-	conn.Ref(-1) // GetConnection took a reference; the transaction takes its own
 
 	tx, err := s.client.TransactionRequest(ctx, req)
 	if err != nil {

@@ -1,10 +1,15 @@
 package sipserver
 
 import (
+	"errors"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sealpost/sealpost/internal/queue"
+	"github.com/sealpost/sealpost/internal/registrar"
 )
 
 func TestChallengeAlgorithmsByAgent(t *testing.T) {
@@ -93,5 +98,21 @@ func TestTrackedConnAddresses(t *testing.T) {
 	tc.Close()
 	if closedFrom != d.LocalAddr().String() {
 		t.Errorf("close reported for %q, want %q", closedFrom, d.LocalAddr().String())
+	}
+}
+
+// TestStartMessageOffline: a delivery to a binding whose connection is not
+// open fails at once as "offline", without a transaction.
+func TestStartMessageOffline(t *testing.T) {
+	s, err := New(Options{Domain: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := registrar.Binding{Account: "bob", Source: "192.0.2.1:5061", Contact: "sip:bob@192.0.2.1:5061;transport=tls"}
+	_, err = s.StartMessage(t.Context(), b, queue.Delivery{ID: "123e4567-e89b-12d3-a456-426614174000", From: "alice", To: "bob", Text: "hi", SubmittedAt: time.Now()})
+	var re queue.ReasonError
+	if !errors.As(err, &re) || re.Reason() != "offline" {
+		t.Errorf("StartMessage without a connection = %v, want an offline failure", err)
 	}
 }
