@@ -38,6 +38,9 @@ func (h quietStoreErrors) WithGroup(name string) slog.Handler {
 func reportedByStore(r slog.Record) bool {
 	found := false
 	r.Attrs(func(a slog.Attr) bool {
+		if a.Value.Kind() != slog.KindAny {
+			return true // a string, number or time: not an error (and Any would box it)
+		}
 		if err, ok := a.Value.Any().(error); ok && (errors.Is(err, sqlite.ErrUnavailable) || errors.Is(err, sqlite.ErrDamaged)) {
 			found = true
 			return false
