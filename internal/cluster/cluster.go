@@ -8,13 +8,18 @@
 //     store (Online); a newer epoch supersedes older ones. The node then
 //     announces the binding on NATS, and the node holding the superseded
 //     connection drops it (the device moved).
-//   - Before each delivery pass the node takes or renews the account's
-//     delivery lease (MayDeliver): only the node of the newest binding gets
-//     it, so one node delivers to an account at a time.
+//   - Before each delivery pass the node checks the account's delivery
+//     lease (MayDeliver): only the node of the newest binding gets it, so
+//     one node delivers to an account at a time. It is written when taken
+//     and renewed past half its time; the passes between read the binding.
 //   - When the queue kicks an account whose device is not registered here
 //     (a message was committed for it, or a delivery report is waiting for
 //     it), Ring publishes the account's doorbell; the node holding the
-//     device kicks its queue.
+//     device kicks its queue. A message stored for a device this node
+//     knows to be on another (OnlineElsewhere) rides in the doorbell, and
+//     that node delivers it without listing (queue.Handed).
+//   - The nodes also share login failures (ShareLogin) and the operator's
+//     account deletions (AccountDeleted).
 //   - NATS is at-most-once, so every node also sweeps: every SweepInterval,
 //     and after every NATS reconnect, it kicks each account it holds (the
 //     pass lists the store). A lost doorbell costs at most SweepInterval.

@@ -250,7 +250,7 @@ func compareFigures(name string) []compareFigure {
 			{name: "delivered/s", unit: "msg/s", higherBetter: true, value: func(r *Result) float64 { return r.DeliveredPerSec }},
 			cpuDelivered,
 			{name: "submit→device p50 (unpaced: queueing)", unit: "ms", value: func(r *Result) float64 { return r.ArrivalLatency.P50 }},
-			{name: "accepted, not yet arrived, when the senders stopped", noRatio: true, value: func(r *Result) float64 { return float64(r.QueuedAtSendEnd) }},
+			{name: backlogFigure, noRatio: true, value: func(r *Result) float64 { return float64(r.QueuedAtSendEnd) }},
 			lost,
 		}
 	case "latency":

@@ -76,7 +76,7 @@ func TestRelay(t *testing.T) {
 			}
 			var table bytes.Buffer
 			res.WriteTable(&table)
-			for _, want := range []string{"| delivered/s |", "| accepted, not arrived, at the senders' stop |", "| submit→arrival p99 |", "| server CPU |", "| tool CPU |", "settings: via=" + via, "pace: system call "} {
+			for _, want := range []string{"| delivered/s |", "| " + backlogFigure + " |", "| submit→arrival p99 |", "| server CPU |", "| tool CPU |", "settings: via=" + via, "pace: system call "} {
 				if !strings.Contains(table.String(), want) {
 					t.Errorf("table lacks %q:\n%s", want, table.String())
 				}

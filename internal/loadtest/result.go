@@ -147,6 +147,9 @@ type metric struct {
 }
 
 // figures returns the headline figures of r, scenario by scenario.
+// backlogFigure names QueuedAtSendEnd in tables.
+const backlogFigure = "accepted, not yet arrived, when the senders stopped"
+
 func (r *Result) figures() []metric {
 	var out []metric
 	add := func(name, unit string, v float64) { out = append(out, metric{name, unit, v}) }
@@ -161,7 +164,7 @@ func (r *Result) figures() []metric {
 		add("delivered/s", "msg/s", r.DeliveredPerSec)
 		add("accepted/s", "msg/s", r.AcceptedPerSec)
 		if r.Scenario == "relay" {
-			add("accepted, not arrived, at the senders' stop", "", float64(r.QueuedAtSendEnd))
+			add(backlogFigure, "", float64(r.QueuedAtSendEnd))
 		}
 		lat("submit→202", r.SubmitLatency)
 		lat("submit→arrival", r.ArrivalLatency)

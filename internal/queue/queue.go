@@ -177,10 +177,10 @@ type Options struct {
 	// Handed, which delivers it without listing if nothing older was
 	// pending, and never records that attempt again.
 	Elsewhere func(account string, direct *store.Message)
-	// OnlineElsewhere, if set, reports whether the account's device is
-	// registered on another node. Submit then records the message's first
-	// attempt in the same write as the message, as for a device
-	// registered here, and hands it over through Elsewhere.
+	// OnlineElsewhere, if set with Elsewhere, reports whether the
+	// account's device is registered on another node. Submit then records
+	// the message's first attempt in the same write as the message, as for
+	// a device registered here, and hands it over through Elsewhere.
 	OnlineElsewhere func(account string) bool
 	// MayDeliver, if set, is asked before each pass whether this node may
 	// deliver to the account now (package cluster: it holds the account's
@@ -414,7 +414,8 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 	// nothing is tried before the device registers again, which makes
 	// every message due anyway.
 	_, here := q.o.Lookup(s.To)
-	online := here || (q.o.OnlineElsewhere != nil && q.o.OnlineElsewhere(s.To))
+	elsewhere := !here && q.o.OnlineElsewhere != nil && q.o.Elsewhere != nil && q.o.OnlineElsewhere(s.To)
+	online := here || elsewhere
 	if online {
 		m.Attempts, m.NextAttempt = 1, now
 		m.WantPendingBefore = true // for the shortcut of kick
@@ -451,7 +452,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 			q.o.Metrics.Accepted.WithLabelValues(s.Via).Inc()
 		}
 		switch {
-		case online && !here && q.o.Elsewhere != nil:
+		case elsewhere:
 			// The doorbell carries it, whatever is pending before it:
 			// only the holder can tell that its attempt is recorded.
 			q.o.Elsewhere(s.To, &handed)
