@@ -142,9 +142,30 @@ const (
 type accountState struct {
 	failures int
 	last     time.Time
-	lanes    [2]time.Time         // no attempt in a lane before this
-	known    map[string]time.Time // source → last success
-	logged   bool
+	lanes    [2]time.Time // no attempt in a lane before this
+	// known holds the addresses that logged in to the account lately,
+	// with their last success: at most maxKnownPerAcount, and mostly
+	// one (the device's). A slice, not a map: a map of one entry cost
+	// ~0.6 KiB of every registered device's server memory.
+	known  []knownSource
+	logged bool
+}
+
+// knownSource is an address known good for an account.
+type knownSource struct {
+	source string
+	at     time.Time // last success
+}
+
+// knownAt returns when source last logged in to the account (zero: never,
+// or forgotten).
+func (a *accountState) knownAt(source string) time.Time {
+	for _, k := range a.known {
+		if k.source == source {
+			return k.at
+		}
+	}
+	return time.Time{}
 }
 
 // New returns a guard. Register its metrics with Register.
@@ -248,7 +269,10 @@ func (g *Guard) current(key pairKey, now time.Time) (*pairState, *accountState) 
 // standing says whether the pair's address is known good for the account,
 // and which of the account's lanes its attempts go through.
 func (g *Guard) standing(key pairKey, p *pairState, a *accountState, now time.Time) (known bool, lane int) {
-	known = a != nil && !a.known[key.source].IsZero() && now.Sub(a.known[key.source]) < g.s.KnownGoodFor
+	if a != nil {
+		at := a.knownAt(key.source)
+		known = !at.IsZero() && now.Sub(at) < g.s.KnownGoodFor
+	}
 	lane = laneClean
 	if p != nil && p.failures > 0 {
 		lane = laneDirty
@@ -347,19 +371,21 @@ func (at *Attempt) finish(undo, good bool) {
 
 // markKnown makes source known good for the account. Called with mu held.
 func (a *accountState) markKnown(source string, now time.Time) {
-	if a.known == nil {
-		a.known = map[string]time.Time{}
+	oldest := -1
+	for i, k := range a.known {
+		if k.source == source {
+			a.known[i].at = now
+			return
+		}
+		if oldest < 0 || k.at.Before(a.known[oldest].at) {
+			oldest = i
+		}
 	}
 	if len(a.known) >= maxKnownPerAcount {
-		oldest := ""
-		for s, t := range a.known {
-			if oldest == "" || t.Before(a.known[oldest]) {
-				oldest = s
-			}
-		}
-		delete(a.known, oldest)
+		a.known[oldest] = knownSource{source, now}
+		return
 	}
-	a.known[source] = now
+	a.known = append(a.known, knownSource{source, now})
 }
 
 // makeRoom drops forgotten state when the maps are full, then, if still

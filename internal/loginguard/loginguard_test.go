@@ -190,3 +190,29 @@ func counterValue(t *testing.T, g *Guard, scope string) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+func TestKnownAddressesKeepTheLatestPerAccount(t *testing.T) {
+	g, clk, _ := newGuard(t)
+	addr := func(i int) string { return "203.0.113." + itoa(i) }
+	// As many addresses as an account remembers, a second apart; the
+	// first logs in again later, so the second is now the oldest.
+	for i := 0; i < maxKnownPerAcount; i++ {
+		try(g, "carol", addr(i), true)
+		clk.Advance(time.Second)
+	}
+	try(g, "carol", addr(0), true)
+	try(g, "carol", addr(maxKnownPerAcount), true) // pushes out addr(1)
+	for i := 0; i < 2000; i++ {
+		try(g, "carol", "10.0."+itoa(i/250)+"."+itoa(i%250), false)
+	}
+	if at, _ := g.Reserve("carol", addr(1), "test"); at != nil {
+		t.Fatal("the oldest address was still known good after newer ones took its place")
+	}
+	for _, i := range []int{0, 2, maxKnownPerAcount - 1, maxKnownPerAcount} {
+		at, wait := g.Reserve("carol", addr(i), "test")
+		if at == nil {
+			t.Fatalf("%s, known good, told to wait %v during the attack", addr(i), wait)
+		}
+		at.Done(false)
+	}
+}
