@@ -42,7 +42,7 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&c.Senders, "senders", c.Senders, "relay, latency, store: senders, each with one MESSAGE in flight (0: the scenario's default)")
 	fs.IntVar(&c.Messages, "messages", c.Messages, "drain: messages stored for one offline account before it registers")
 	fs.IntVar(&c.Devices, "devices", c.Devices, "memory: idle TLS devices registered")
-	fs.DurationVar(&c.Settle, "settle", c.Settle, "memory: wait before each memory reading (sealpostd returns free memory once quiet, checking every 10 s)")
+	fs.DurationVar(&c.Settle, "settle", c.Settle, "memory: wait before each memory reading (sealpostd returns free memory once quiet, checking every 2 s)")
 	fs.StringVar(&sources, "sources", strings.Join(c.Sources, ","), "local addresses to connect from (list or range)")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "bound on each connect, request and answer")
 	fs.BoolVar(&asJSON, "json", false, "print the comparison as JSON (with every run's result)")

@@ -123,7 +123,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&s.Keepalive, "keepalive", s.Keepalive, "CRLF keepalive interval of each device; 0 for none")
 	fs.StringVar(&steps, "steps", joinInts(s.Steps), "connections: device counts at which to read memory, increasing (0 is always read first)")
 	fs.DurationVar(&s.Idle, "idle", s.Idle, "connections: how long to measure CPU at rest at the last step")
-	fs.DurationVar(&s.Settle, "settle", s.Settle, "connections: wait after registering before reading memory (the server returns free memory once quiet, checking every 10 s)")
+	fs.DurationVar(&s.Settle, "settle", s.Settle, "connections: wait after registering before reading memory (the server returns free memory once quiet, checking every 2 s)")
 	fs.BoolVar(&s.ForceGC, "gc", s.ForceGC, "connections: ask the server (admin pprof) for a GC before each settle")
 	fs.Float64Var(&s.Churn, "churn", s.Churn, "mixed: devices per second that go offline and come back")
 	fs.DurationVar(&s.Offline, "offline", s.Offline, "mixed: how long a device stays offline")

@@ -55,7 +55,7 @@ type Settings struct {
 	// Settle is how long connections waits, once the devices are
 	// registered, before reading the server's resident memory: long
 	// enough for the server to notice it has gone quiet and return its
-	// free heap (it checks every 10 s).
+	// free heap (it checks every 2 s).
 	Settle time.Duration `json:"settle_ns,omitempty"`
 	// Churn is, in mixed, the number of devices per second that go
 	// offline, each for Offline, and then register again.

@@ -20,8 +20,13 @@ import (
 // last collection by a quarter, it collects and returns the free memory to
 // the OS once (debug.FreeOSMemory). Under load it never runs, so it costs
 // nothing there; at rest the next check finds the heap at its live size.
+// The check is cheap (a read of runtime metrics), so it runs often enough
+// that a burst's garbage goes within seconds of the burst: checked every
+// 10 s, it stayed resident for 10–20 s, and a reading of an idle server
+// 15 s after 4,000 registrations found 22 or 30 KiB per device depending
+// on which side of a check it fell.
 const (
-	trimInterval = 10 * time.Second
+	trimInterval = 2 * time.Second
 	// quietAllocRate is the allocation rate below which the server
 	// counts as quiet: a few KiB per keepalive round of idle devices is
 	// far under it, a message a millisecond is over it.
