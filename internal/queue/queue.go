@@ -431,7 +431,29 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 		// Handed.)
 		q.addFresh(m)
 	}
-	stored, created, err := q.o.Store.Submit(ctx, m, q.o.MaxPending)
+	// With a store that tells where the message stands as soon as it is
+	// written (SQLite), a device registered here is sent it while the
+	// commit and its fsync are still under way: writing and delivering
+	// overlap, instead of the delivery waiting for the disk. Only if
+	// nothing older is pending for the account (so no order is broken)
+	// and no run is going for it (a run could list the store before the
+	// commit and miss it); otherwise the kick below, after the commit,
+	// starts delivery as it always has. The 202 still waits for the
+	// commit. Should the commit fail, the device may have the message
+	// while its sender is told it was not stored; the sender sends it
+	// again and the device drops the repeated id.
+	var startedEarly bool // written by the store's writer before Submit returns
+	var stored store.Message
+	var created bool
+	if es, ok := q.o.Store.(store.EarlySubmitter); ok && here {
+		stored, created, err = es.SubmitEarly(ctx, m, q.o.MaxPending, func(w store.Message) {
+			if w.PendingBefore == 0 {
+				startedEarly = q.kickIdle(s.To, &w)
+			}
+		})
+	} else {
+		stored, created, err = q.o.Store.Submit(ctx, m, q.o.MaxPending)
+	}
 	if here && !created {
 		q.mu.Lock()
 		delete(q.fresh, freshKey(m.From, m.ID))
@@ -456,6 +478,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (store.Message, bool, 
 			// The doorbell carries it, whatever is pending before it:
 			// only the holder can tell that its attempt is recorded.
 			q.o.Elsewhere(s.To, &handed)
+		case startedEarly:
 		case online && handed.PendingBefore == 0:
 			q.kick(s.To, &handed)
 		default:
@@ -620,6 +643,32 @@ func (q *Queue) kick(account string, direct *store.Message) {
 	r.direct = direct
 	q.wg.Add(1)
 	go q.deliver(account)
+}
+
+// kickIdle starts a run for the account that delivers direct first, as
+// kick does, but only if no run is going and the account is not parked;
+// it reports whether it started one. Submit calls it from the store's
+// writer, before the message's commit (see there): a run already going
+// would look again too early to find the message.
+func (q *Queue) kickIdle(account string, direct *store.Message) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.stopped {
+		return false
+	}
+	r := q.runs[account]
+	if r == nil {
+		r = &run{}
+		q.runs[account] = r
+	}
+	if r.parked || r.running {
+		return false
+	}
+	r.running = true
+	r.direct = direct
+	q.wg.Add(1)
+	go q.deliver(account)
+	return true
 }
 
 func (q *Queue) deliver(account string) {

@@ -84,7 +84,13 @@ var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "q.db"), sqlite.Options{})
+	return newFixtureWith(t, sqlite.Options{})
+}
+
+// newFixtureWith is newFixture with a store opened with o.
+func newFixtureWith(t *testing.T, o sqlite.Options) *fixture {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "q.db"), o)
 	if err != nil {
 		t.Fatal(err)
 	}

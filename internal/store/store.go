@@ -231,6 +231,22 @@ type Submissions interface {
 	Message(ctx context.Context, from, id string) (Message, error)
 }
 
+// EarlySubmitter is a store that can tell where a new message stands as
+// soon as it is written, before its commit is durable (the embedded
+// SQLite store: the write is made at once, the commit and its fsync come
+// with the batch). The queue uses it to start delivering to an online
+// device while the commit is still on its way to the disk.
+type EarlySubmitter interface {
+	// SubmitEarly is Submit; written, if not nil, is called once with
+	// the new message as Submit would return it (Seq and PendingBefore
+	// set, with its sealed text) as soon as it is written, before the
+	// write is durable. That write may still be lost: then Submit
+	// returns an error, and the message was never stored. written runs
+	// on the store's writer goroutine: it must be quick and must not
+	// call the store.
+	SubmitEarly(ctx context.Context, m Message, maxPending int, written func(Message)) (stored Message, created bool, err error)
+}
+
 // Schedule is the delivery schedule (the queue): what is due, each
 // attempt's bookkeeping, delivery and expiry.
 type Schedule interface {

@@ -22,6 +22,13 @@ import (
 // because every op of a batch sees the writes of the ops before it. It
 // returns only after the batch holding the write has committed durably.
 func (s *Store) Submit(ctx context.Context, m store.Message, maxPending int) (store.Message, bool, error) {
+	return s.SubmitEarly(ctx, m, maxPending, nil)
+}
+
+// SubmitEarly is Submit, calling written (if not nil) right after the
+// INSERT, inside the writer's batch: before the batch commits and before
+// its fsync. See store.EarlySubmitter.
+func (s *Store) SubmitEarly(ctx context.Context, m store.Message, maxPending int, written func(store.Message)) (store.Message, bool, error) {
 	var stored store.Message
 	var created bool
 	bound := int64(math.MaxInt64)
@@ -44,6 +51,9 @@ func (s *Store) Submit(ctx context.Context, m store.Message, maxPending int) (st
 			stored.Parked = false
 			stored.PendingBefore, stored.WantPendingBefore = before, false
 			created = true
+			if written != nil {
+				written(stored)
+			}
 			return nil
 		}
 		// Nothing inserted: the (From, ID) exists, which wins over a full

@@ -949,3 +949,71 @@ func TestMarkAloneIsWritten(t *testing.T) {
 		t.Errorf("message marked during Close, after reopen = %+v, %v; want delivered", got, err)
 	}
 }
+
+// SubmitEarly tells the caller where a new message stands once it is
+// written, while its fsync is still under way, and Submit answers only
+// after the fsync; a message that was not stored (a repeat, a full mailbox)
+// is never told.
+func TestSubmitEarlyTellsBeforeTheFsync(t *testing.T) {
+	ctx := t.Context()
+	entered := make(chan struct{}, 16)
+	unblock := make(chan struct{})
+	s, _ := openTemp(t, Options{
+		CheckpointTick: time.Hour,
+		fsync: func(f *os.File) error {
+			entered <- struct{}{}
+			<-unblock
+			return f.Sync()
+		},
+	})
+	var once sync.Once
+	release := func() { once.Do(func() { close(unblock) }) }
+	t.Cleanup(release)
+
+	m := testMsg("alice", "bob", 1, []byte("sealed"))
+	m.WantPendingBefore = true
+	written := make(chan store.Message, 1)
+	type answer struct {
+		m       store.Message
+		created bool
+		err     error
+	}
+	answers := make(chan answer, 1)
+	go func() {
+		st, created, err := s.SubmitEarly(ctx, m, 2, func(w store.Message) { written <- w })
+		answers <- answer{st, created, err}
+	}()
+	w := <-written
+	<-entered
+	select {
+	case a := <-answers:
+		t.Fatalf("Submit answered (%v) before its fsync returned", a.err)
+	default:
+	}
+	if w.Seq == 0 || w.PendingBefore != 0 || string(w.Sealed) != "sealed" || w.ID != m.ID {
+		t.Fatalf("told %+v; want the stored message with its seq and sealed text, nothing pending before it", w)
+	}
+	release()
+	a := <-answers
+	if a.err != nil || !a.created || a.m.Seq != w.Seq {
+		t.Fatalf("Submit: seq %d created %v err %v; want seq %d created", a.m.Seq, a.created, a.err, w.Seq)
+	}
+
+	tell := func(m store.Message) (bool, error) {
+		told := false
+		_, _, err := s.SubmitEarly(ctx, m, 2, func(store.Message) { told = true })
+		return told, err
+	}
+	if told, err := tell(m); told || err != nil {
+		t.Fatalf("a repeat of the message: told %v, err %v; want not told, no error", told, err)
+	}
+	second := testMsg("carol", "bob", 2, []byte("sealed"))
+	second.WantPendingBefore = true
+	var before int
+	if _, _, err := s.SubmitEarly(ctx, second, 2, func(w store.Message) { before = w.PendingBefore }); err != nil || before != 1 {
+		t.Fatalf("a second message: pending before %d, err %v; want 1", before, err)
+	}
+	if told, err := tell(testMsg("dave", "bob", 3, []byte("sealed"))); told || !errors.Is(err, store.ErrMailboxFull) {
+		t.Fatalf("past the mailbox bound: told %v, err %v; want not told, ErrMailboxFull", told, err)
+	}
+}
