@@ -3,7 +3,9 @@
 // Life cycle: Submit checks the message rules, seals the text and stores it
 // durably; only then does it return (and the API answers "enqueued"). Every
 // submission, and every registration of a device, kicks a delivery run for
-// that account. There is at most one run per account; it puts each
+// that account (with the SQLite store, for a device registered here with
+// nothing else pending, as soon as the message is written, while its
+// commit is fsynced: see Submit). There is at most one run per account; it puts each
 // sender's messages on the device's connection in submission order, several
 // before the first is answered (perSender), and the messages of different
 // senders side by side (up to maxInFlight). A 2xx from the device marks the
