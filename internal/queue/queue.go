@@ -125,6 +125,15 @@ type Sender interface {
 	SendReport(ctx context.Context, to registrar.Binding, r store.Report) error
 }
 
+// Burster is implemented by a Sender that can write several MESSAGEs to a
+// device's connection together: between Burst and end, StartMessage may
+// hold its writes back (keeping their order), and end writes them all.
+// A run calls it around each round of MESSAGEs it starts at once, so a
+// drain to one device costs a write per round, not per message.
+type Burster interface {
+	Burst(to registrar.Binding) (end func())
+}
+
 // Submission is a message offered by a sender, over HTTPS or SIP.
 type Submission struct {
 	ID       string

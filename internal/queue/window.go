@@ -198,6 +198,7 @@ func (q *Queue) send(ctx context.Context, b registrar.Binding, windows <-chan li
 		limit = 1 // see run.careful
 	}
 	marks := newMarker(q)
+	burster, _ := q.o.Sender.(Burster)
 	// Unbuffered: an answer waits for the loop below, which receives until
 	// nothing is in flight. (A buffer of maxInFlight would be allocated by
 	// every pass, and most passes deliver one message.)
@@ -234,7 +235,12 @@ func (q *Queue) send(ctx context.Context, b registrar.Binding, windows <-chan li
 		}
 		// Send, in order, what each sender may still put on the wire. A
 		// sender at its limit has all its later messages skipped here
-		// too, so none overtakes an older one.
+		// too, so none overtakes an older one. When several may go, their
+		// writes go together (Burster).
+		endBurst := func() {}
+		if burster != nil && len(waiting) > 1 && limit-inFlight > 1 && !halt() {
+			endBurst = burster.Burst(b)
+		}
 		for k := 0; k < len(waiting) && inFlight < limit && !halt(); {
 			from := waiting[k].m.From
 			w := onWire[from]
@@ -284,20 +290,24 @@ func (q *Queue) send(ctx context.Context, b registrar.Binding, windows <-chan li
 				done <- r
 			}()
 		}
+		endBurst()
 		if inFlight == 0 {
 			if more && len(waiting) == 0 && !halt() {
 				continue // the next window
 			}
 			break
 		}
-		r := <-done
-		inFlight--
-		onWire[r.it.m.From].answered(r.it.m.Seq)
-		if r.err == nil {
-			marks.delivered(r.it.m)
-			continue
+		// Take every answer that is in, so that the next round sends
+		// for all of them at once.
+		for r := <-done; r != nil; r = ready(done) {
+			inFlight--
+			onWire[r.it.m.From].answered(r.it.m.Seq)
+			if r.err == nil {
+				marks.delivered(r.it.m)
+			} else {
+				end.failures = append(end.failures, r)
+			}
 		}
-		end.failures = append(end.failures, r)
 	}
 	end.unsent = waiting
 	// The pass waits for its marks before it ends, so the next pass
@@ -305,6 +315,16 @@ func (q *Queue) send(ctx context.Context, b registrar.Binding, windows <-chan li
 	// failure count, so they must land before a failure counts.
 	end.markErr = marks.wait()
 	return end
+}
+
+// ready returns an answer that is already in, or nil.
+func ready(done <-chan *result) *result {
+	select {
+	case r := <-done:
+		return r
+	default:
+		return nil
+	}
 }
 
 // wire is one sender's window on the device's connection: its MESSAGEs

@@ -41,6 +41,20 @@ func (s *Server) StartMessage(ctx context.Context, b registrar.Binding, d queue.
 	return s.start(ctx, b, req)
 }
 
+// Burst gathers the writes to the connection of b's device until end is
+// called, so that the MESSAGEs a delivery run starts one after another go
+// out in one TLS record and one system call (queue.Burster).
+func (s *Server) Burst(b registrar.Binding) (end func()) {
+	s.connMu.Lock()
+	c := s.conns[b.Source]
+	s.connMu.Unlock()
+	if c == nil {
+		return func() {}
+	}
+	c.hold()
+	return c.release
+}
+
 // messageRequest builds the MESSAGE that delivers d to the device of b.
 func (s *Server) messageRequest(b registrar.Binding, d queue.Delivery) (*sip.Request, error) {
 	req, err := s.newRequest(b, d.From)
