@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/sealpost/sealpost/internal/store"
@@ -77,10 +78,13 @@ func (q *Queue) listAhead(ctx context.Context, account string) <-chan listed {
 // crash before that leaves its count one ahead, never behind.
 func (q *Queue) prepare(msgs []store.Message) listed {
 	now := q.o.Clock.Now()
-	due := msgs[:0:0]
-	for _, m := range msgs {
-		if m.ExpiresAt.After(now) {
-			due = append(due, m)
+	due := msgs // usually all of them: copied only to leave some out
+	if slices.ContainsFunc(msgs, func(m store.Message) bool { return !m.ExpiresAt.After(now) }) {
+		due = nil
+		for _, m := range msgs {
+			if m.ExpiresAt.After(now) {
+				due = append(due, m)
+			}
 		}
 	}
 	recorded, attempt := q.recordAttempts(due, now.Add(q.o.RetryInterval))
@@ -97,8 +101,8 @@ func (q *Queue) prepare(msgs []store.Message) listed {
 // number, in order.
 func (q *Queue) recordAttempts(msgs []store.Message, next time.Time) (errs []error, number []int) {
 	errs, number = make([]error, len(msgs)), make([]int, len(msgs))
-	var as []store.Attempt
-	var at []int // index in msgs of each of as
+	as := make([]store.Attempt, 0, len(msgs))
+	at := make([]int, 0, len(msgs)) // index in msgs of each of as
 	for i, m := range msgs {
 		if q.takeFresh(m) {
 			number[i] = m.Attempts

@@ -24,6 +24,7 @@ type marker struct {
 
 	mu      sync.Mutex
 	pending []store.Message // guarded by mu
+	spare   []store.Message // the last batch written, emptied, for the next; guarded by mu
 	closed  bool            // guarded by mu: wait was called
 	first   error           // first failed write; read after done is closed
 }
@@ -58,13 +59,18 @@ func (mk *marker) run() {
 	for range mk.wake {
 		mk.mu.Lock()
 		ms, closed := mk.pending, mk.closed
-		mk.pending = nil
+		mk.pending, mk.spare = mk.spare, nil
 		mk.mu.Unlock()
 		if len(ms) > 0 {
 			if err := mk.q.delivered(ms); err != nil && mk.first == nil {
 				mk.first = err
 			}
-			for range ms {
+			n := len(ms)
+			clear(ms) // the sealed texts go with the marks
+			mk.mu.Lock()
+			mk.spare = ms[:0]
+			mk.mu.Unlock()
+			for range n {
 				<-mk.slots
 			}
 		}
