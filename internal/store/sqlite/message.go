@@ -177,8 +177,8 @@ func (s *Store) Reschedule(ctx context.Context, to string, at time.Time) (int, e
 func (s *Store) MarkDeliveredAll(ctx context.Context, keys []store.Key, at time.Time) ([]error, error) {
 	return s.eachInOneOpMark(ctx, len(keys), func(w *writer, i int) error {
 		k := keys[i]
-		return affected(fmt.Sprintf("marking enqueued message %s from %q delivered", k.ID, k.From))(
-			w.markDelivered.ExecContext(w.ctx, encTime(at), k.From, k.ID))
+		res, err := w.markDelivered.ExecContext(w.ctx, encTime(at), k.From, k.ID)
+		return keyedRow(res, err, "marking enqueued message %s from %q delivered", k)
 	})
 }
 
@@ -187,8 +187,8 @@ func (s *Store) MarkDeliveredAll(ctx context.Context, keys []store.Key, at time.
 func (s *Store) RecordAttempts(ctx context.Context, as []store.Attempt) ([]error, error) {
 	return s.eachInOneOp(ctx, len(as), func(w *writer, i int) error {
 		a := as[i]
-		return affected(fmt.Sprintf("recording attempt of enqueued message %s from %q", a.ID, a.From))(
-			w.recordAttempt.ExecContext(w.ctx, a.Attempts, encTime(a.Next), a.LastError, a.Parked, a.From, a.ID))
+		res, err := w.recordAttempt.ExecContext(w.ctx, a.Attempts, encTime(a.Next), a.LastError, a.Parked, a.From, a.ID)
+		return keyedRow(res, err, "recording attempt of enqueued message %s from %q", a.Key)
 	})
 }
 
