@@ -619,6 +619,25 @@ func TestOddPath(t *testing.T) {
 	}
 }
 
+// heldFsyncs returns store options under which every fsync of the WAL
+// signals entered, then waits until release is called (once or more); no
+// timed or idle checkpoint ends a batch being gathered.
+func heldFsyncs() (opts Options, entered chan struct{}, release func()) {
+	entered = make(chan struct{}, 16)
+	unblock := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(unblock) }) }
+	opts = Options{
+		CheckpointTick: time.Hour,
+		fsync: func(f *os.File) error {
+			entered <- struct{}{}
+			<-unblock
+			return f.Sync()
+		},
+	}
+	return opts, entered, release
+}
+
 // TestNoAnswerBeforeFsync: a committed batch is answered only after the
 // -wal file's fsync returns, and ops arriving during that fsync gather in the
 // next transaction, committed as one batch once the disk is free.
@@ -626,20 +645,9 @@ func TestNoAnswerBeforeFsync(t *testing.T) {
 	ctx := t.Context()
 	var mu sync.Mutex
 	var sizes []int
-	entered := make(chan struct{}, 16)
-	unblock := make(chan struct{})
-	s, path := openTemp(t, Options{
-		// No time or idle checkpoint may end the batch being gathered.
-		CheckpointTick: time.Hour,
-		OnCommit:       func(n int, _ time.Duration) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() },
-		fsync: func(f *os.File) error {
-			entered <- struct{}{}
-			<-unblock
-			return f.Sync()
-		},
-	})
-	var once sync.Once
-	release := func() { once.Do(func() { close(unblock) }) }
+	opts, entered, release := heldFsyncs()
+	opts.OnCommit = func(n int, _ time.Duration) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() }
+	s, path := openTemp(t, opts)
 	t.Cleanup(release) // runs before Close, which would wait for the fsync
 	commits := func() []int { mu.Lock(); defer mu.Unlock(); return slices.Clone(sizes) }
 
@@ -956,19 +964,9 @@ func TestMarkAloneIsWritten(t *testing.T) {
 // is never told.
 func TestSubmitEarlyTellsBeforeTheFsync(t *testing.T) {
 	ctx := t.Context()
-	entered := make(chan struct{}, 16)
-	unblock := make(chan struct{})
-	s, _ := openTemp(t, Options{
-		CheckpointTick: time.Hour,
-		fsync: func(f *os.File) error {
-			entered <- struct{}{}
-			<-unblock
-			return f.Sync()
-		},
-	})
-	var once sync.Once
-	release := func() { once.Do(func() { close(unblock) }) }
-	t.Cleanup(release)
+	opts, entered, release := heldFsyncs()
+	s, _ := openTemp(t, opts)
+	t.Cleanup(release) // runs before Close, which would wait for the fsync
 
 	m := testMsg("alice", "bob", 1, []byte("sealed"))
 	m.WantPendingBefore = true
