@@ -87,7 +87,7 @@ func (l *linphonec) start(t *testing.T) {
 
 func (l *linphonec) output() string  { return readFile(l.outPath) }
 func (l *linphonec) log() string     { return readFile(l.logPath) }
-func (l *linphonec) trace() []sipMsg { return parseTrace(l.log()) }
+func (l *linphonec) trace() []sipMsg { return parseTrace(reassembleReads(l.log())) }
 
 var linphoneRegOK = regexp.MustCompile(`moving from state \[LinphoneRegistration\w+\] to \[LinphoneRegistrationOk\]`)
 

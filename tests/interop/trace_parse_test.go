@@ -104,3 +104,53 @@ func TestReportsInFindsIMDN(t *testing.T) {
 		t.Fatalf("an IMDN delivered to bob was not found: %v", msgs)
 	}
 }
+
+// Two MESSAGEs that came in one TLS record are logged as read: the second's
+// start line right after the first's body, on its line.
+func TestParseTraceGluedMessages(t *testing.T) {
+	first, second := "dave to carol #1: grüße 👍🏽", "dave to carol #2"
+	msg := func(n int, body string) string {
+		return "MESSAGE sip:carol@127.0.0.1:5061;transport=tls SIP/2.0\r\n" +
+			"From: <sip:dave@localhost>;tag=" + strconv.Itoa(n) + "\r\n" +
+			"To: <sip:carol@localhost>\r\n" +
+			"CSeq: " + strconv.Itoa(n) + " MESSAGE\r\n" +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+	log := "channel: received 900 new bytes:\n" + msg(1, first) + msg(2, second) + "\nlinphonec> "
+	got := receivedMessages(parseTrace(log), "carol")
+	if len(got) != 2 || got[0].Body != first || got[1].Body != second {
+		t.Fatalf("parsed %d MESSAGEs: %v; want the two, with bodies %q and %q", len(got), got, first, second)
+	}
+	if n, _ := got[1].cseq(); n != 2 {
+		t.Fatalf("second MESSAGE has CSeq %d, want 2", n)
+	}
+}
+
+// belle-sip logs each read as it came: here two MESSAGEs, the second cut by
+// the end of the read and finished by the next one. Reassembled, both are
+// whole, the second where its last byte was read.
+func TestReassembleReads(t *testing.T) {
+	msg := func(n int, body string) string {
+		return "MESSAGE sip:carol@127.0.0.1:5061;transport=tls SIP/2.0\r\n" +
+			"From: <sip:dave@localhost>;tag=" + strconv.Itoa(n) + "\r\n" +
+			"To: <sip:carol@localhost>\r\n" +
+			"CSeq: " + strconv.Itoa(n) + " MESSAGE\r\n" +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+	first, second := "dave to carol #1: grüße 👍🏽", "dave to carol #2: grüße 👍🏽"
+	stream := msg(1, first) + msg(2, second)
+	cut := len(stream) - 10
+	read := func(b string) string {
+		return "2026-12-02 05:01:39:701 belle-sip-message-channel [0x55bf]: received [" + strconv.Itoa(len(b)) + "] new bytes from [TLS://127.0.0.1:5061]:\n" + b + "\n"
+	}
+	log := read(stream[:cut]) + "2026-12-02 05:01:39:703 belle-sip-message-channel [0x55bf] [465] bytes parsed\n" + read(stream[cut:]) + read("\r\n\r\n")
+	got := receivedMessages(parseTrace(reassembleReads(log)), "carol")
+	if len(got) != 2 || got[0].Body != first || got[1].Body != second {
+		t.Fatalf("parsed %d MESSAGEs: %v; want both whole, bodies %q and %q", len(got), got, first, second)
+	}
+	// The real log of a run, read the same way, gives the same messages.
+	real := readTestdata(t, "linphonec.log")
+	if a, b := receivedMessages(parseTrace(real), "carol"), receivedMessages(parseTrace(reassembleReads(real)), "carol"); len(a) != len(b) || a[0].Body != b[0].Body {
+		t.Fatalf("testdata: %d MESSAGEs as logged, %d reassembled", len(a), len(b))
+	}
+}

@@ -60,10 +60,15 @@ func (m sipMsg) String() string {
 }
 
 var (
-	ansiEscape    = regexp.MustCompile("\x1b\\[[0-9;]*m")
-	requestLine   = regexp.MustCompile(`^([A-Z]+) (sips?:\S+) SIP/2\.0$`)
-	statusLine    = regexp.MustCompile(`^SIP/2\.0 (\d{3}) ?(.*)$`)
-	headerLine    = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9.!%*_+` + "`" + `'~-]*)\s*:\s?(.*)$`)
+	ansiEscape  = regexp.MustCompile("\x1b\\[[0-9;]*m")
+	requestLine = regexp.MustCompile(`^([A-Z]+) (sips?:\S+) SIP/2\.0$`)
+	statusLine  = regexp.MustCompile(`^SIP/2\.0 (\d{3}) ?(.*)$`)
+	headerLine  = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9.!%*_+` + "`" + `'~-]*)\s*:\s?(.*)$`)
+	// gluedStart finds a start line that follows the end of a body on the
+	// same line: a client that logs what it read, as it read it, shows two
+	// messages that came in one TLS record with the second's start line
+	// right after the first's body (a body has no line end of its own).
+	gluedStart    = regexp.MustCompile(`(?:(?:MESSAGE|REGISTER|OPTIONS|NOTIFY|SUBSCRIBE|PUBLISH|INVITE|ACK|BYE|CANCEL|INFO|UPDATE|REFER|PRACK) sips?:\S+ SIP/2\.0|SIP/2\.0 \d{3}(?: .*)?)$`)
 	compactHeader = map[string]string{"i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length", "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to", "v": "via"}
 )
 
@@ -84,6 +89,10 @@ func parseTrace(log string) []sipMsg {
 			m.Status, _ = strconv.Atoi(r[1])
 			m.Reason = r[2]
 		} else {
+			if loc := gluedStart.FindStringIndex(lines[i]); loc != nil && loc[0] > 0 {
+				lines[i] = lines[i][loc[0]:] // look at this line again, from the start line
+				i--
+			}
 			continue
 		}
 		m.Headers = map[string][]string{}
@@ -228,4 +237,62 @@ func traceTail(msgs []sipMsg, n int) string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// linphoneRead is the line belle-sip (linphonec's SIP stack) logs before the
+// bytes of each read from a connection, as they came.
+var linphoneRead = regexp.MustCompile(`belle-sip-message-channel \[(0x[0-9a-f]+)\]: received \[(\d+)\] new bytes from \[[^\]]*\]:\n`)
+
+// reassembleReads rewrites linphonec's log so that every SIP message it read
+// stands whole, on lines of its own, right after the read that completed
+// it. One read may hold several messages (the server writes the MESSAGEs
+// of one round together) or end inside one; parseTrace needs each whole.
+func reassembleReads(log string) string {
+	var out strings.Builder
+	pending := map[string]string{} // by channel: bytes read, not yet a whole message
+	for {
+		loc := linphoneRead.FindStringSubmatchIndex(log)
+		if loc == nil {
+			out.WriteString(log)
+			return out.String()
+		}
+		out.WriteString(log[:loc[1]])
+		channel := log[loc[2]:loc[3]]
+		n, _ := strconv.Atoi(log[loc[4]:loc[5]])
+		end := min(loc[1]+n, len(log))
+		buf := pending[channel] + log[loc[1]:end]
+		for {
+			msg, rest, ok := nextSIPMessage(buf)
+			if !ok {
+				break
+			}
+			out.WriteString(msg + "\n")
+			buf = rest
+		}
+		pending[channel] = buf
+		log = log[end:]
+	}
+}
+
+// nextSIPMessage splits the first whole message (start line and header
+// fields, a blank line, Content-Length bytes of body) off a stream, after
+// any keepalive line ends.
+func nextSIPMessage(stream string) (msg, rest string, ok bool) {
+	s := strings.TrimLeft(stream, "\r\n")
+	head := strings.Index(s, "\r\n\r\n")
+	if head < 0 {
+		return "", stream, false
+	}
+	n := 0
+	for _, line := range strings.Split(s[:head], "\r\n") {
+		name, value, found := strings.Cut(line, ":")
+		if name = strings.TrimSpace(name); found && (strings.EqualFold(name, "Content-Length") || name == "l") {
+			n, _ = strconv.Atoi(strings.TrimSpace(value))
+		}
+	}
+	end := head + 4 + n
+	if end > len(s) {
+		return "", stream, false
+	}
+	return s[:end], s[end:], true
 }
