@@ -240,8 +240,9 @@ type EarlySubmitter interface {
 	// SubmitEarly is Submit; written, if not nil, is called once with
 	// the new message as Submit would return it (Seq and PendingBefore
 	// set, with its sealed text) as soon as it is written, before the
-	// write is durable. That write may still be lost: then Submit
-	// returns an error, and the message was never stored. written runs
+	// write is durable. That write may still fail to become durable:
+	// then Submit returns an error, as it would without written, and
+	// the sender is never told the message was stored. written runs
 	// on the store's writer goroutine: it must be quick and must not
 	// call the store.
 	SubmitEarly(ctx context.Context, m Message, maxPending int, written func(Message)) (stored Message, created bool, err error)

@@ -158,22 +158,6 @@ func notFound(err error, what string) error {
 // affected returns a check for an Exec result that maps "no row changed" to
 // store.ErrNotFound; what says what was being done. Use it as
 // affected(what)(conn.ExecContext(…)).
-// keyedRow is affected for a write of one message by its key, run once
-// per delivered message: its error text, made from format with the key's
-// ID and From, is made only when there is an error.
-func keyedRow(res sql.Result, err error, format string, k store.Key) error {
-	if err == nil {
-		var n int64
-		if n, err = res.RowsAffected(); err == nil {
-			if n > 0 {
-				return nil
-			}
-			err = store.ErrNotFound
-		}
-	}
-	return fmt.Errorf("sqlite store: "+format+": %w", k.ID, k.From, err)
-}
-
 func affected(what string) func(sql.Result, error) error {
 	return func(res sql.Result, err error) error {
 		if err != nil {
@@ -188,4 +172,20 @@ func affected(what string) func(sql.Result, error) error {
 		}
 		return nil
 	}
+}
+
+// keyedRow is affected for a write of one message by its key, run once
+// per delivered message: its error text, made from format with the key's
+// ID and From, is made only when there is an error.
+func keyedRow(res sql.Result, err error, format string, k store.Key) error {
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil {
+			if n > 0 {
+				return nil
+			}
+			err = store.ErrNotFound
+		}
+	}
+	return fmt.Errorf("sqlite store: "+format+": %w", k.ID, k.From, err)
 }
