@@ -146,10 +146,10 @@ type metric struct {
 	value float64
 }
 
-// figures returns the headline figures of r, scenario by scenario.
 // backlogFigure names QueuedAtSendEnd in tables.
 const backlogFigure = "accepted, not yet arrived, when the senders stopped"
 
+// figures returns the headline figures of r, scenario by scenario.
 func (r *Result) figures() []metric {
 	var out []metric
 	add := func(name, unit string, v float64) { out = append(out, metric{name, unit, v}) }

@@ -66,7 +66,7 @@ func (mk *marker) run() {
 				mk.first = err
 			}
 			n := len(ms)
-			clear(ms) // the sealed texts go with the marks
+			clear(ms) // the slice is reused: let the sealed texts go
 			mk.mu.Lock()
 			mk.spare = ms[:0]
 			mk.mu.Unlock()

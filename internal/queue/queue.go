@@ -633,27 +633,7 @@ func (q *Queue) kick(account string, direct *store.Message) {
 			q.o.Elsewhere(account, nil)
 		}
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.stopped {
-		return
-	}
-	r := q.runs[account]
-	if r == nil {
-		r = &run{}
-		q.runs[account] = r
-	}
-	if r.parked {
-		return
-	}
-	if r.running {
-		r.again = true
-		return
-	}
-	r.running = true
-	r.direct = direct
-	q.wg.Add(1)
-	go q.deliver(account)
+	q.startRun(account, direct, false)
 }
 
 // kickIdle starts a run for the account that delivers direct first, as
@@ -662,6 +642,14 @@ func (q *Queue) kick(account string, direct *store.Message) {
 // writer, before the message's commit (see there): a run already going
 // would look again too early to find the message.
 func (q *Queue) kickIdle(account string, direct *store.Message) bool {
+	return q.startRun(account, direct, true)
+}
+
+// startRun starts a run for the account, delivering direct first, unless
+// Stop has begun or the account is parked; a run already going looks
+// again before it stops (again), unless onlyIdle. It reports whether it
+// started one.
+func (q *Queue) startRun(account string, direct *store.Message, onlyIdle bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.stopped {
@@ -672,7 +660,13 @@ func (q *Queue) kickIdle(account string, direct *store.Message) bool {
 		r = &run{}
 		q.runs[account] = r
 	}
-	if r.parked || r.running {
+	if r.parked {
+		return false
+	}
+	if r.running {
+		if !onlyIdle {
+			r.again = true
+		}
 		return false
 	}
 	r.running = true

@@ -34,12 +34,9 @@ func clusterNonceKey(c ClusterOptions, masterKey []byte) []byte {
 	return m.Sum(nil)
 }
 
-// clustered reports whether the server runs as one of several nodes.
-func (s *Server) clustered() bool { return s.o.Cluster.NATSURL != "" }
-
 // Clustered reports whether the server is configured as one of several
 // nodes (--nats).
-func (s *Server) Clustered() bool { return s.clustered() }
+func (s *Server) Clustered() bool { return s.o.Cluster.NATSURL != "" }
 
 // checkCluster refuses cluster settings that cannot work, before anything
 // listens.
@@ -63,7 +60,7 @@ func (s *Server) checkCluster() error {
 // clusterQueueHooks points the queue at the cluster node (started later,
 // before anything can kick the queue).
 func (s *Server) clusterQueueHooks(qo *queue.Options) {
-	if !s.clustered() {
+	if !s.Clustered() {
 		return
 	}
 	qo.Elsewhere = func(account string, direct *store.Message) { s.cluster.Ring(account, direct) }
@@ -76,7 +73,7 @@ func (s *Server) clusterQueueHooks(qo *queue.Options) {
 // registration is bound in the store before the queue's pass looks for the
 // lease.
 func (s *Server) startCluster() error {
-	if !s.clustered() {
+	if !s.Clustered() {
 		return nil
 	}
 	n, err := cluster.Start(cluster.Options{

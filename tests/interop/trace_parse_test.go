@@ -105,18 +105,21 @@ func TestReportsInFindsIMDN(t *testing.T) {
 	}
 }
 
+// daveToCarol is a MESSAGE as it crosses the wire: no line end after its
+// body.
+func daveToCarol(cseq int, body string) string {
+	return "MESSAGE sip:carol@127.0.0.1:5061;transport=tls SIP/2.0\r\n" +
+		"From: <sip:dave@localhost>;tag=" + strconv.Itoa(cseq) + "\r\n" +
+		"To: <sip:carol@localhost>\r\n" +
+		"CSeq: " + strconv.Itoa(cseq) + " MESSAGE\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+}
+
 // Two MESSAGEs that came in one TLS record are logged as read: the second's
 // start line right after the first's body, on its line.
 func TestParseTraceGluedMessages(t *testing.T) {
 	first, second := "dave to carol #1: grüße 👍🏽", "dave to carol #2"
-	msg := func(n int, body string) string {
-		return "MESSAGE sip:carol@127.0.0.1:5061;transport=tls SIP/2.0\r\n" +
-			"From: <sip:dave@localhost>;tag=" + strconv.Itoa(n) + "\r\n" +
-			"To: <sip:carol@localhost>\r\n" +
-			"CSeq: " + strconv.Itoa(n) + " MESSAGE\r\n" +
-			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
-	}
-	log := "channel: received 900 new bytes:\n" + msg(1, first) + msg(2, second) + "\nlinphonec> "
+	log := "channel: received 900 new bytes:\n" + daveToCarol(1, first) + daveToCarol(2, second) + "\nlinphonec> "
 	got := receivedMessages(parseTrace(log), "carol")
 	if len(got) != 2 || got[0].Body != first || got[1].Body != second {
 		t.Fatalf("parsed %d MESSAGEs: %v; want the two, with bodies %q and %q", len(got), got, first, second)
@@ -130,15 +133,8 @@ func TestParseTraceGluedMessages(t *testing.T) {
 // the end of the read and finished by the next one. Reassembled, both are
 // whole, the second where its last byte was read.
 func TestReassembleReads(t *testing.T) {
-	msg := func(n int, body string) string {
-		return "MESSAGE sip:carol@127.0.0.1:5061;transport=tls SIP/2.0\r\n" +
-			"From: <sip:dave@localhost>;tag=" + strconv.Itoa(n) + "\r\n" +
-			"To: <sip:carol@localhost>\r\n" +
-			"CSeq: " + strconv.Itoa(n) + " MESSAGE\r\n" +
-			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
-	}
 	first, second := "dave to carol #1: grüße 👍🏽", "dave to carol #2: grüße 👍🏽"
-	stream := msg(1, first) + msg(2, second)
+	stream := daveToCarol(1, first) + daveToCarol(2, second)
 	cut := len(stream) - 10
 	read := func(b string) string {
 		return "2026-12-02 05:01:39:701 belle-sip-message-channel [0x55bf]: received [" + strconv.Itoa(len(b)) + "] new bytes from [TLS://127.0.0.1:5061]:\n" + b + "\n"
