@@ -150,7 +150,12 @@ func (o *outbox) pass(ctx context.Context) (int, error) {
 		o.timer = nil
 	}
 	if !wake.IsZero() {
-		o.timer = c.clock.AfterFunc(wake.Sub(now), o.kick)
+		// The wait is measured from the clock as it is now, not from the
+		// start of the pass: the pass reads and writes the database, and
+		// a wake measured from its start would fire that much late (with
+		// the tests' fake clock, never, had the clock moved meanwhile).
+		// A wake already past fires at once.
+		o.timer = c.clock.AfterFunc(wake.Sub(c.clock.Now()), o.kick)
 	}
 	o.mu.Unlock()
 	return started, nil
