@@ -27,6 +27,7 @@ func (s *Server) watch(c *framedConn) {
 	c.mu.Lock()
 	c.now = s.o.Clock.Now
 	c.lastRead = c.now()
+	c.localPort = portOf(c.LocalAddr())
 	c.mu.Unlock()
 	s.connMu.Lock()
 	s.conns[remote] = c
@@ -125,5 +126,6 @@ func (s *Server) forget(remote string) {
 			c.check.Stop()
 		}
 		c.mu.Unlock()
+		s.failAwaiting(c)
 	}
 }

@@ -1,6 +1,7 @@
 package sipserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -121,52 +122,53 @@ func (s *Server) do(ctx context.Context, b registrar.Binding, req *sip.Request) 
 	return wait()
 }
 
-// start sends req in a new client transaction and returns the wait for its
-// final response.
+// start writes req on the connection of b's device and returns the wait
+// for its final response (answers.go).
 func (s *Server) start(ctx context.Context, b registrar.Binding, req *sip.Request) (wait func() error, err error) {
-	// The connection must still be there: the dialer is disabled, so this
-	// check only turns a certain failure into a clear "offline". It looks
-	// in the server's own table of open connections (deadline.go), kept
-	// from the handshake to the close: sipgo's GetConnection counted a
-	// reference in and out for it, with a debug line built each time. (A
-	// connection closing in between fails in the transaction instead.)
+	// The server never dials: without the device's own connection the
+	// MESSAGE is certain to fail, so it fails at once as "offline".
 	s.connMu.Lock()
-	_, open := s.conns[b.Source]
+	c := s.conns[b.Source]
 	s.connMu.Unlock()
-	if !open {
+	if c == nil {
 		return nil, &deliveryError{"offline", fmt.Errorf("no connection from %s", b.Source)}
 	}
-
-	tx, err := s.client.TransactionRequest(ctx, req)
+	branch := s.addTransactionHeaders(req, c)
+	answered, open := s.expect(c, branch)
+	if !open {
+		return nil, &deliveryError{"offline", fmt.Errorf("connection from %s closed", b.Source)}
+	}
+	buf := requestBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	req.StringWrite(buf)
+	_, err = c.Write(buf.Bytes())
+	requestBuffers.Put(buf)
 	if err != nil {
-		return nil, sendError(err)
+		s.unexpect(branch)
+		return nil, &deliveryError{"connection", err}
 	}
 	return func() error {
-		defer tx.Terminate()
-		for {
-			select {
-			case res := <-tx.Responses():
-				if res.IsProvisional() {
-					continue
-				}
-				if !res.IsSuccess() {
-					return &deliveryError{"rejected", fmt.Errorf("device answered %d %s", res.StatusCode, res.Reason)}
-				}
-				return nil
-			case <-tx.Done():
-				return sendError(tx.Err())
-			case <-ctx.Done():
-				// The cause says why: the attempt timed out, the
-				// device's connection closed, or it moved.
-				return sendError(context.Cause(ctx))
+		select {
+		case a := <-answered:
+			switch {
+			case a.err != nil:
+				return &deliveryError{"connection", a.err}
+			case !a.res.IsSuccess():
+				return &deliveryError{"rejected", fmt.Errorf("device answered %d %s", a.res.StatusCode, a.res.Reason)}
 			}
+			return nil
+		case <-ctx.Done():
+			s.unexpect(branch)
+			// The cause says why: the attempt timed out, the device's
+			// connection closed, or it moved.
+			return sendError(context.Cause(ctx))
 		}
 	}, nil
 }
 
-// sendError names why a transaction ended without a final response.
+// sendError names why a MESSAGE's wait ended without a final response.
 func sendError(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sip.ErrTransactionTimeout) {
+	if errors.Is(err, context.DeadlineExceeded) {
 		return &deliveryError{"timeout", err}
 	}
 	return &deliveryError{"connection", err}

@@ -67,17 +67,19 @@ type framedConn struct {
 	closing bool   // answered a framing error: EOF once pending is out
 	grace   time.Duration
 
-	mu       sync.Mutex
-	lastRead time.Time        // on the server's clock (now); guarded by mu
-	now      func() time.Time // the server's clock; set before the first Read
-	flow     time.Duration    // the Flow-Timer of an RFC 5626 flow on it, or 0; guarded by mu
-	passed   int              // requests handed to sipgo; guarded by mu
-	answered int              // final responses written; guarded by mu
-	wrote    chan struct{}    // signalled (without blocking) at each final response
-	authedAt time.Time        // last digest success on it, server clock; guarded by mu
-	check    clock.Timer      // the auth deadline's next check; guarded by mu
-	gone     bool             // closed; guarded by mu
-	held     *heldWrites      // writes gathered by a burst (hold), or nil; guarded by mu
+	mu        sync.Mutex
+	lastRead  time.Time        // on the server's clock (now); guarded by mu
+	now       func() time.Time // the server's clock; set before the first Read
+	flow      time.Duration    // the Flow-Timer of an RFC 5626 flow on it, or 0; guarded by mu
+	passed    int              // requests handed to sipgo; guarded by mu
+	answered  int              // final responses written; guarded by mu
+	wrote     chan struct{}    // signalled (without blocking) at each final response
+	authedAt  time.Time        // last digest success on it, server clock; guarded by mu
+	check     clock.Timer      // the auth deadline's next check; guarded by mu
+	gone      bool             // closed; guarded by mu
+	held      *heldWrites      // writes gathered by a burst (hold), or nil; guarded by mu
+	awaitingN int              // the server's MESSAGEs on it awaiting an answer; guarded by Server.answersMu
+	localPort int              // for the Via of the server's requests; set by watch
 }
 
 // heldWrites are the writes made to a connection while a delivery run puts

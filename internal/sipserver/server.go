@@ -78,7 +78,6 @@ type Server struct {
 	o       Options
 	ua      *sipgo.UserAgent
 	srv     *sipgo.Server
-	client  *sipgo.Client
 	digest  *auth.Digester
 	closing sync.Once
 	// badInputs counts bad SIP input by kind (framing.go).
@@ -88,6 +87,9 @@ type Server struct {
 
 	connMu sync.Mutex
 	conns  map[string]*framedConn // by remote address; guarded by connMu
+
+	answersMu sync.Mutex
+	awaiting  map[string]awaited // MESSAGEs sent, by Via branch (answers.go); guarded by answersMu
 }
 
 // errDialRefused is what the disabled dialer returns: the server only uses
@@ -130,6 +132,7 @@ func New(o Options) (*Server, error) {
 	noDial := func(laddr net.Addr) net.Dialer {
 		return net.Dialer{Control: func(string, string, syscall.RawConn) error { return errDialRefused }}
 	}
+	var s *Server // set below; the transaction layer hands it responses
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(o.Domain),
 		sipgo.WithUserAgentHostname(o.Domain),
@@ -143,6 +146,8 @@ func New(o Options) (*Server, error) {
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(sipLog),
 			sip.WithTransactionLayerTerminateOnConnClose(),
+			// Responses to the server's own MESSAGEs (answers.go).
+			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) { s.onResponse(res) }),
 		),
 	)
 	if err != nil {
@@ -152,11 +157,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := sipgo.NewClient(ua, sipgo.WithClientLogger(sipLog), sipgo.WithClientHostname(o.Domain))
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{o: o, ua: ua, srv: srv, client: client, digest: newDigester(o),
+	s = &Server{o: o, ua: ua, srv: srv, digest: newDigester(o),
 		badInputs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealpost_sip_bad_input_total",
 			Help: "SIP input refused before it reached a handler (malformed, oversized, strictness), by kind.",
@@ -165,7 +166,8 @@ func New(o Options) (*Server, error) {
 			Name: "sealpost_sip_unauthenticated_closed_total",
 			Help: "SIP connections closed for holding no registration and no recent digest success past the auth deadline.",
 		}),
-		conns: map[string]*framedConn{},
+		conns:    map[string]*framedConn{},
+		awaiting: map[string]awaited{},
 	}
 	if o.Metrics != nil {
 		for _, c := range []prometheus.Collector{s.badInputs, s.unauthClosed} {
