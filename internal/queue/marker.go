@@ -13,8 +13,12 @@ import (
 // few writes per commit instead of an op and a goroutine per message. At
 // most maxMarking messages wait for it: past that, delivered waits, which
 // holds the sends back to the pace of the store. Only one goroutine calls
-// delivered, and then wait. (Nothing here is sized by maxMarking but the
-// semaphore of empty structs: most passes mark one message.)
+// delivered, flush, and then wait. (Nothing here is sized by maxMarking
+// but the semaphore of empty structs.)
+//
+// The goroutine starts only when the pass has something else to wait for
+// (flush): most passes deliver one message and end, and write its mark
+// themselves in wait, without a goroutine and the hand-offs to it and back.
 type marker struct {
 	q       *Queue
 	slots   chan struct{} // one per message delivered and not yet written
@@ -40,10 +44,28 @@ func (mk *marker) delivered(m store.Message) {
 	mk.mu.Lock()
 	mk.pending = append(mk.pending, m)
 	mk.mu.Unlock()
-	if !mk.started {
-		mk.started = true
-		go mk.run()
+	switch {
+	case mk.started:
+		mk.signal()
+	case len(mk.slots) >= maxInFlight:
+		mk.flush() // never fill the slots with no one to empty them
 	}
+}
+
+// flush has the marks taken so far written in the background; the pass
+// calls it before it waits for anything else.
+func (mk *marker) flush() {
+	if mk.started {
+		return // delivered signals the goroutine itself
+	}
+	mk.mu.Lock()
+	n := len(mk.pending)
+	mk.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	mk.started = true
+	go mk.run()
 	mk.signal()
 }
 
@@ -83,15 +105,22 @@ func (mk *marker) run() {
 	}
 }
 
-// wait waits for every mark and returns the first failure; the marker is
-// done with after it.
+// wait waits for every mark, or writes them itself if none was flushed,
+// and returns the first failure; the marker is done with after it.
 func (mk *marker) wait() error {
+	if !mk.started {
+		mk.mu.Lock()
+		ms := mk.pending
+		mk.pending = nil
+		mk.mu.Unlock()
+		if len(ms) == 0 {
+			return nil
+		}
+		return mk.q.delivered(ms)
+	}
 	mk.mu.Lock()
 	mk.closed = true
 	mk.mu.Unlock()
-	if !mk.started {
-		return nil
-	}
 	mk.signal()
 	<-mk.done
 	return mk.first

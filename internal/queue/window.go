@@ -217,7 +217,12 @@ func (q *Queue) send(ctx context.Context, b registrar.Binding, windows <-chan li
 		for more && len(waiting) < window && !halt() {
 			var l listed
 			if inFlight == 0 && len(waiting) == 0 {
-				l, more = <-windows
+				select {
+				case l, more = <-windows:
+				default: // the marks go to the background while it comes
+					marks.flush()
+					l, more = <-windows
+				}
 			} else {
 				select {
 				case l, more = <-windows:
@@ -299,7 +304,12 @@ func (q *Queue) send(ctx context.Context, b registrar.Binding, windows <-chan li
 		}
 		// Take every answer that is in, so that the next round sends
 		// for all of them at once.
-		for r := <-done; r != nil; r = ready(done) {
+		r := ready(done)
+		if r == nil {
+			marks.flush()
+			r = <-done
+		}
+		for ; r != nil; r = ready(done) {
 			inFlight--
 			onWire[r.it.m.From].answered(r.it.m.Seq)
 			if r.err == nil {
