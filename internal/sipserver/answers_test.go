@@ -69,9 +69,10 @@ func waitErr(t *testing.T, wait func() error) error {
 }
 
 // A MESSAGE carries a new transaction's headers and ends with the final
-// response whose branch is its own, on whichever connection it comes (linphone
-// answers on one it opens to the Via); provisional responses and answers to
-// other MESSAGEs do not end it.
+// response whose branch is its own, on whichever connection from the
+// device's address it comes (linphone answers on one it opens to the Via);
+// provisional responses, answers to other MESSAGEs and answers from other
+// addresses do not end it.
 func TestMessageEndsWithItsOwnFinalResponse(t *testing.T) {
 	r := newAnswerRig(t)
 	ctx := context.Background()
@@ -99,6 +100,10 @@ func TestMessageEndsWithItsOwnFinalResponse(t *testing.T) {
 	var de *deliveryError
 	if err := waitErr(t, waitSecond); !errors.As(err, &de) || de.Reason() != "rejected" {
 		t.Fatalf("second MESSAGE: %v, want rejected", err)
+	}
+	r.answer(first, 200, "192.0.2.7:40000") // not the device's address: ignored
+	if _, waiting := r.s.awaiting[b1]; !waiting {
+		t.Fatal("an answer from another address ended the MESSAGE's wait")
 	}
 	r.answer(first, 200, "127.0.0.1:40001")
 	if err := waitErr(t, waitFirst); err != nil {

@@ -134,7 +134,7 @@ func (s *Server) start(ctx context.Context, b registrar.Binding, req *sip.Reques
 		return nil, &deliveryError{"offline", fmt.Errorf("no connection from %s", b.Source)}
 	}
 	branch := s.addTransactionHeaders(req, c)
-	answered, open := s.expect(c, branch)
+	answered, open := s.expect(c, b.Source, branch)
 	if !open {
 		return nil, &deliveryError{"offline", fmt.Errorf("connection from %s closed", b.Source)}
 	}
