@@ -81,6 +81,16 @@ func TestFirstAttemptRecordedWithSubmission(t *testing.T) {
 		t.Errorf("online recipient: attempts %d, RecordAttempt called %d times; want 1 and 0", m.Attempts, cs.count())
 	}
 
+	// Bob goes offline once his run is over: a pass that began while he
+	// was online could otherwise still list the store after the next
+	// submission (seen on a busy machine, with the mark written but the
+	// pass not yet ended).
+	checkFor(t, func() error {
+		if f.q.Busy("bob") {
+			return errors.New("bob's run still going")
+		}
+		return nil
+	})
 	f.mu.Lock()
 	delete(f.online, "bob")
 	f.mu.Unlock()
