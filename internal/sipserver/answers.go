@@ -18,8 +18,8 @@ import (
 // a reliable transport; the timeout is the caller's, the queue's attempt
 // timeout, 32 s as Timer F). sipgo paid for each a transaction object, two
 // timers, a state machine, a key in a shared table, a reference count on
-// the connection and a goroutine hand-off of the response: 15 % of the
-// server's CPU in a drain. Here the server keeps the branches it waits on,
+// the connection and a blocking hand-off of the response through the
+// transaction: 15 % of the server's CPU in a drain. Here the server keeps the branches it waits on,
 // and the response that matches one (§17.1.3: the top Via's branch and the
 // CSeq method) is handed to its waiter; sipgo passes us every response that
 // matches none of its own transactions.
