@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
-	"strconv"
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
@@ -152,14 +151,4 @@ func sameHost(a, b string) bool {
 	ha, _, errA := net.SplitHostPort(a)
 	hb, _, errB := net.SplitHostPort(b)
 	return errA == nil && errB == nil && ha == hb
-}
-
-// portOf is the port of a host:port address text, or 0.
-func portOf(addr net.Addr) int {
-	_, port, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(port)
-	return n
 }

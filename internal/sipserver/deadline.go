@@ -2,6 +2,8 @@ package sipserver
 
 import (
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // DefaultAuthTimeout is how long a SIP connection may stay without
@@ -27,7 +29,7 @@ func (s *Server) watch(c *framedConn) {
 	c.mu.Lock()
 	c.now = s.o.Clock.Now
 	c.lastRead = c.now()
-	c.localPort = portOf(c.LocalAddr())
+	_, c.localPort, _ = sip.ParseAddr(c.LocalAddr().String())
 	c.mu.Unlock()
 	s.connMu.Lock()
 	s.conns[remote] = c

@@ -148,8 +148,8 @@ func (c *framedConn) hold() {
 
 // release ends a hold. The last one writes the gathered bytes in one
 // write; if that fails the connection is closed, so that the MESSAGEs in
-// it fail at once (their transactions end with the connection) instead
-// of waiting for their timeout.
+// it fail at once (their waits end with the connection: answers.go)
+// instead of at their timeout.
 func (c *framedConn) release() {
 	c.mu.Lock()
 	h := c.held

@@ -146,7 +146,7 @@ func TestReassembleReads(t *testing.T) {
 	}
 	// The real log of a run, read the same way, gives the same messages.
 	real := readTestdata(t, "linphonec.log")
-	if a, b := receivedMessages(parseTrace(real), "carol"), receivedMessages(parseTrace(reassembleReads(real)), "carol"); len(a) != len(b) || a[0].Body != b[0].Body {
+	if a, b := receivedMessages(parseTrace(real), "carol"), receivedMessages(parseTrace(reassembleReads(real)), "carol"); len(a) == 0 || len(a) != len(b) || a[0].Body != b[0].Body {
 		t.Fatalf("testdata: %d MESSAGEs as logged, %d reassembled", len(a), len(b))
 	}
 }

@@ -160,15 +160,8 @@ func notFound(err error, what string) error {
 // affected(what)(conn.ExecContext(…)).
 func affected(what string) func(sql.Result, error) error {
 	return func(res sql.Result, err error) error {
-		if err != nil {
+		if err := rowChanged(res, err); err != nil {
 			return fmt.Errorf("sqlite store: %s: %w", what, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("sqlite store: %s: %w", what, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("sqlite store: %s: %w", what, store.ErrNotFound)
 		}
 		return nil
 	}
@@ -178,14 +171,24 @@ func affected(what string) func(sql.Result, error) error {
 // per delivered message: its error text, made from format with the key's
 // ID and From, is made only when there is an error.
 func keyedRow(res sql.Result, err error, format string, k store.Key) error {
-	if err == nil {
-		var n int64
-		if n, err = res.RowsAffected(); err == nil {
-			if n > 0 {
-				return nil
-			}
-			err = store.ErrNotFound
-		}
+	if err := rowChanged(res, err); err != nil {
+		return fmt.Errorf("sqlite store: "+format+": %w", k.ID, k.From, err)
 	}
-	return fmt.Errorf("sqlite store: "+format+": %w", k.ID, k.From, err)
+	return nil
+}
+
+// rowChanged is nil when an Exec changed a row, store.ErrNotFound when it
+// changed none, or why it failed.
+func rowChanged(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
 }
