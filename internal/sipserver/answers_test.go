@@ -102,7 +102,10 @@ func TestMessageEndsWithItsOwnFinalResponse(t *testing.T) {
 		t.Fatalf("second MESSAGE: %v, want rejected", err)
 	}
 	r.answer(first, 200, "192.0.2.7:40000") // not the device's address: ignored
-	if _, waiting := r.s.awaiting[b1]; !waiting {
+	r.s.answersMu.Lock()
+	_, waiting := r.s.awaiting[b1]
+	r.s.answersMu.Unlock()
+	if !waiting {
 		t.Fatal("an answer from another address ended the MESSAGE's wait")
 	}
 	r.answer(first, 200, "127.0.0.1:40001")
